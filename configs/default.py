@@ -1,0 +1,45 @@
+"""Every field jaxcolor's training reads, with the paper's values.
+
+Variants import this and override a few fields. Run:
+  python train.py --config configs/default.py --workdir runs/default
+"""
+import ml_collections
+
+
+def get_config():
+  config = ml_collections.ConfigDict()
+
+  # The network (jaxcolor/model.py). width scales every hidden channel count.
+  config.model = ml_collections.ConfigDict()
+  config.model.width = 1.0
+  config.model.num_classes = 365      # Places365; the paper's Places205 had 205
+  config.model.global_size = 224      # global branch input, a multiple of 32
+  config.model.dtype = 'float32'      # compute dtype; params stay float32
+
+  # Data (jaxcolor/input_pipeline.py).
+  config.data = ml_collections.ConfigDict()
+  config.data.source = 'places365'    # 'places365' (TFDS places365_small) or 'folder'
+  config.data.tfds_dir = '~/tensorflow_datasets'  # where TFDS builds and reads
+  config.data.manual_dir = ''         # Places365 tar files; '' = <tfds_dir>/downloads/manual
+  config.data.folder = ''             # source='folder': a folder of photos
+  config.data.val_folder = ''         # source='folder': validation photos ('' = none)
+  config.data.crop_size = 224         # random crops of this size (+ horizontal flips)
+  config.data.num_workers = 4         # grain worker processes (0 = in-process)
+
+  # Optimisation: MSE on a*b* + alpha * cross-entropy on the scene label.
+  config.batch_size = 128             # global, split over all devices and hosts
+  config.num_train_steps = 200_000
+  config.alpha = 1 / 300
+  config.adadelta_rho = 0.95
+  config.adadelta_eps = 1e-6
+  config.learning_rate = 1.0          # must be explicit: optax's None ascends
+  config.seed = 0
+
+  # Bookkeeping (all in the workdir).
+  config.log_every_steps = 100
+  config.eval_every_steps = 5_000
+  config.eval_batches = 20
+  config.checkpoint_every_steps = 5_000
+  config.keep_checkpoints = 3
+  config.profile_steps = (0, 0)       # (first, last) step traced by jax.profiler; (0, 0) = off
+  return config

@@ -1,0 +1,74 @@
+"""Colorize black-and-white photos.
+
+  python infer.py --image old_photo.jpg                 # -> colorized/old_photo.jpg
+  python infer.py --image scans/ --output out/ --topk 3
+  python infer.py --image portrait.jpg --style sunset.jpg --side-by-side
+"""
+import argparse
+import pathlib
+import sys
+
+from absl import logging
+
+from jaxcolor import batch
+from jaxcolor import checkpoint
+from jaxcolor import images
+from jaxcolor import inference
+
+# Where a trained model ships inside the package.
+BUNDLED_MODEL = pathlib.Path(__file__).parent / 'jaxcolor' / 'assets' / 'model'
+NO_MODEL = f"""error: no trained model is available: this copy of jaxcolor has none bundled
+({BUNDLED_MODEL} is missing) and --checkpoint was not given.
+Train one on a folder of colour photos and point --checkpoint at its workdir:
+  python train.py --config configs/folder.py --workdir runs/mine --config.data.folder=PHOTOS
+  python infer.py --image photo.jpg --checkpoint runs/mine/checkpoints"""
+
+
+def parse_args(argv):
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--image', nargs='+', required=True,
+                      help='image files, globs or folders to colorize')
+  parser.add_argument('--output', help='output file (one input) or folder '
+                      f'(default: {batch.DEFAULT_OUTPUT}/)')
+  parser.add_argument('--checkpoint', help='checkpoint folder or training workdir '
+                      'checkpoints/ (default: the bundled model)')
+  parser.add_argument('--style', help='take the global features (scene, mood) from this image')
+  parser.add_argument('--topk', type=int, default=0, metavar='N',
+                      help='print the N likeliest scene labels of each image')
+  parser.add_argument('--side-by-side', action='store_true',
+                      help='write the grey input and the colorized result side by side')
+  parser.add_argument('--overwrite', action='store_true',
+                      help='replace existing output files (inputs are never replaced)')
+  parser.add_argument('--max-pixels', type=int, default=images.MAX_PIXELS,
+                      help='refuse larger images (default: %(default)s)')
+  return parser.parse_args(argv)
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  logging.set_verbosity(logging.ERROR)  # orbax's informational chatter
+  checkpoint_dir = args.checkpoint or BUNDLED_MODEL
+  if args.checkpoint is None and not BUNDLED_MODEL.exists():
+    print(NO_MODEL, file=sys.stderr)
+    return 2
+  try:
+    predictor = inference.Predictor.from_checkpoint(checkpoint_dir)
+    style_l = images.load_luminance(args.style, args.max_pixels).l if args.style else None
+  except (checkpoint.CheckpointError, images.ImageError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  inputs, problems = batch.collect_inputs(args.image)
+  for problem in problems:
+    print(f'error: {problem}', file=sys.stderr)
+  failures = batch.colorize_files(
+      predictor, batch.plan_outputs(inputs, args.output), style_l, args.topk,
+      args.side_by_side, args.overwrite, args.max_pixels)
+  failures += len(problems)
+  if failures:
+    print(f'{failures} of {len(inputs) + len(problems)} inputs failed', file=sys.stderr)
+  return 1 if failures else 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

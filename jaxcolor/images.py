@@ -1,0 +1,135 @@
+"""Reading photos into luminance and writing results, with errors a user can act on.
+
+Every problem with a file becomes an ImageError whose message names the file
+and says what is wrong; callers report it and go on with the next file.
+"""
+import dataclasses
+import io
+import os
+import pathlib
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from jaxcolor import color
+
+# Refuse images above this many pixels before decoding them (the header is
+# enough), so a forged 100000 x 100000 header cannot exhaust memory.
+MAX_PIXELS = 8192 * 8192
+# Pillow infers the output format from these extensions; anything else -> PNG.
+WRITABLE = {'.jpg': 'JPEG', '.jpeg': 'JPEG', '.png': 'PNG', '.bmp': 'BMP',
+            '.tif': 'TIFF', '.tiff': 'TIFF', '.webp': 'WEBP'}
+READABLE = set(WRITABLE) | {'.gif', '.ppm', '.pgm', '.pbm', '.jp2', '.jfif'}
+# Mean max-min channel spread (0-255 scale) below which a photo counts as grey.
+GREY_SPREAD = 2.0
+
+
+class ImageError(Exception):
+  """A file that cannot be colorized; the message names it and the problem."""
+
+
+@dataclasses.dataclass
+class LoadedImage:
+  l: np.ndarray          # H x W float32 L* scaled to [0, 1]
+  had_colour: bool       # the file was a colour photo (its colour was dropped)
+  notes: list[str]       # things the user should hear about (first frame only, ...)
+
+
+def load_luminance(path, max_pixels=MAX_PIXELS):
+  """Reads any image Pillow understands and returns its L channel in [0, 1]."""
+  path = pathlib.Path(path)
+  notes = []
+  try:
+    with Image.open(path) as image:
+      width, height = image.size
+      if width * height > max_pixels:
+        raise ImageError(f'{path}: {width}x{height} pixels is more than the limit of '
+                         f'{max_pixels} (raise it with --max-pixels)')
+      if getattr(image, 'n_frames', 1) > 1:
+        notes.append(f'{path}: has {image.n_frames} frames; colorizing the first')
+      image.load()
+      image = _upright(image, path, notes)
+      rgb = _to_rgb_float(image)
+  except ImageError:
+    raise
+  except FileNotFoundError:
+    raise ImageError(f'{path}: no such file') from None
+  except IsADirectoryError:
+    raise ImageError(f'{path}: is a folder, not an image') from None
+  except PermissionError:
+    raise ImageError(f'{path}: permission denied') from None
+  except UnidentifiedImageError:
+    raise ImageError(f'{path}: not an image file Pillow can read') from None
+  except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    raise ImageError(f'{path}: damaged or unsupported image ({e})') from None
+  spread = (rgb.max(axis=-1) - rgb.min(axis=-1)).mean() * 255
+  lab = color.rgb_to_lab(rgb)
+  return LoadedImage(color.normalize_l(lab[..., 0]).astype(np.float32),
+                     had_colour=spread >= GREY_SPREAD, notes=notes)
+
+
+def _upright(image, path, notes):
+  """Applies the EXIF orientation; a damaged EXIF block is ignored with a note."""
+  try:
+    with warnings.catch_warnings():
+      warnings.simplefilter('ignore')
+      return ImageOps.exif_transpose(image)
+  except Exception as e:  # Pillow raises many types for broken EXIF data
+    notes.append(f'{path}: unreadable EXIF data ({type(e).__name__}); orientation ignored')
+    return image
+
+
+def _to_rgb_float(image):
+  """Any Pillow mode -> H x W x 3 float64 sRGB in [0, 1]; transparency over white."""
+  if image.mode in ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I'):
+    grey = np.asarray(image, dtype=np.float64) / 65535.0
+    return np.repeat(np.clip(grey, 0, 1)[..., None], 3, axis=-1)
+  if image.mode == 'F':
+    grey = np.asarray(image, dtype=np.float64)
+    return np.repeat(np.clip(grey, 0, 1)[..., None], 3, axis=-1)
+  if image.mode in ('RGBA', 'LA', 'PA') or 'transparency' in image.info:
+    image = image.convert('RGBA')
+    background = Image.new('RGBA', image.size, (255, 255, 255, 255))
+    image = Image.alpha_composite(background, image)
+  return np.asarray(image.convert('RGB'), dtype=np.float64) / 255.0
+
+
+def to_uint8(rgb):
+  """Float sRGB in [0, 1] -> uint8."""
+  return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def grey_rgb(l_HxW):
+  """L in [0, 1] -> the neutral grey sRGB image with that lightness."""
+  l = l_HxW[..., None]
+  return color.network_to_rgb(l, np.full(l.shape[:-1] + (2,), 0.5, l.dtype))
+
+
+def output_format(path):
+  """The Pillow format for an output path's extension, or None if not writable."""
+  return WRITABLE.get(pathlib.Path(path).suffix.lower())
+
+
+def save_rgb(rgb, path, overwrite=False):
+  """Writes H x W x 3 sRGB in [0, 1]; never replaces a file unless `overwrite`.
+
+  Without `overwrite` the file is created exclusively, so an existing file
+  (even one that appears meanwhile) is never replaced. With it, the new image
+  is written beside and renamed over, so a failure leaves the old one intact.
+  """
+  path = pathlib.Path(path)
+  # Encode first, so a failure to encode never leaves a half-written file.
+  encoded = io.BytesIO()
+  options = {'quality': 95} if output_format(path) in ('JPEG', 'WEBP') else {}
+  Image.fromarray(to_uint8(rgb)).save(encoded, format=output_format(path), **options)
+  target = path.with_name(f'.{path.name}.partial') if overwrite else path
+  try:
+    with open(target, 'wb' if overwrite else 'xb') as f:
+      f.write(encoded.getbuffer())
+    if overwrite:
+      os.replace(target, path)
+  except FileExistsError:
+    raise ImageError(f'{path}: already exists; not replacing it (use --overwrite)') from None
+  except OSError as e:
+    raise ImageError(f'{path}: cannot write ({e.strerror or e})') from None

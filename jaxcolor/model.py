@@ -1,0 +1,219 @@
+"""The network of Iizuka, Simo-Serra and Ishikawa 2016, one Linen module per block.
+
+Every convolution is 3x3 with padding 1 (the fusion layer is 1x1) and is
+followed by BatchNorm and ReLU, except the two output layers. `width` scales
+every hidden channel count, so the paper's network (width 1.0) and a tiny test
+network are the same code. Shapes: L_BxHxWx1 in [0, 1] with H, W multiples of 8;
+the global input is G x G (224 in the paper; any multiple of 32).
+"""
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+# (output channels, stride) of each 3x3 convolution, at width 1.0.
+LOW_LEVEL = ((64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1))
+MID_LEVEL = ((512, 1), (256, 1))
+GLOBAL_CONV = ((512, 2), (512, 1), (512, 2), (512, 1))
+GLOBAL_FC = (1024, 512, 256)
+CLASSIFIER_FC = 256
+FUSION = 256
+# Colorization network: (channels, upsample x2 after this conv), then conv -> 2.
+COLORIZATION = ((128, True), (64, False), (64, True), (32, False))
+STRIDE = 8          # local path: H x W -> H/8 x W/8 features -> H/2 x W/2 output
+GLOBAL_STRIDE = 32  # global path: G x G -> G/32 x G/32 before flattening
+
+
+def scaled(channels, width):
+  """Hidden channel count at a width multiplier."""
+  return max(1, int(round(channels * width)))
+
+
+def batch_norm(train, dtype, axis_name):
+  """BatchNorm with Torch's momentum (0.1 there is 0.9 here); when training
+  under pmap the batch statistics are averaged over `axis_name`."""
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                      dtype=dtype, axis_name=axis_name if train else None, name='bn')
+
+
+class ConvBN(nn.Module):
+  """Conv (no bias: BatchNorm has one) -> BatchNorm -> ReLU."""
+  features: int
+  stride: int = 1
+  kernel: int = 3
+  dtype: Any = jnp.float32
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x, train):
+    x = nn.Conv(self.features, (self.kernel,) * 2, (self.stride,) * 2,
+                padding=self.kernel // 2, use_bias=False, dtype=self.dtype,
+                name='conv')(x)
+    return nn.relu(batch_norm(train, self.dtype, self.axis_name)(x))
+
+
+class DenseBN(nn.Module):
+  """Fully connected (no bias) -> BatchNorm -> ReLU."""
+  features: int
+  dtype: Any = jnp.float32
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x, train):
+    x = nn.Dense(self.features, use_bias=False, dtype=self.dtype, name='dense')(x)
+    return nn.relu(batch_norm(train, self.dtype, self.axis_name)(x))
+
+
+class Block(nn.Module):
+  """What every paper block shares: width, compute dtype, BatchNorm axis."""
+  width: float = 1.0
+  dtype: Any = jnp.float32
+  axis_name: str | None = None
+
+  def conv(self, name, channels, stride=1, kernel=3):
+    return ConvBN(scaled(channels, self.width), stride, kernel, self.dtype,
+                  self.axis_name, name=name)
+
+  def dense(self, name, features):
+    return DenseBN(scaled(features, self.width), self.dtype, self.axis_name, name=name)
+
+
+class LowLevel(Block):
+  """Shared trunk, one set of weights for both paths: BxHxWx1 -> BxH/8xW/8x512w."""
+
+  @nn.compact
+  def __call__(self, l_BxHxWx1, train):
+    x = l_BxHxWx1.astype(self.dtype)
+    for i, (channels, stride) in enumerate(LOW_LEVEL, 1):
+      x = self.conv(f'conv{i}', channels, stride)(x, train)
+    return x
+
+
+class MidLevel(Block):
+  """Local features: BxH/8xW/8x512w -> BxH/8xW/8x256w."""
+
+  @nn.compact
+  def __call__(self, x, train):
+    for i, (channels, stride) in enumerate(MID_LEVEL, 1):
+      x = self.conv(f'conv{i}', channels, stride)(x, train)
+    return x
+
+
+class Global(Block):
+  """Global features from the trunk's G/8 x G/8 output -> (Bx512w, Bx256w)."""
+
+  @nn.compact
+  def __call__(self, x, train):
+    for i, (channels, stride) in enumerate(GLOBAL_CONV, 1):
+      x = self.conv(f'conv{i}', channels, stride)(x, train)
+    x = x.reshape(x.shape[0], -1)
+    x = self.dense('fc1', GLOBAL_FC[0])(x, train)
+    x512 = self.dense('fc2', GLOBAL_FC[1])(x, train)
+    return x512, self.dense('fc3', GLOBAL_FC[2])(x512, train)
+
+
+class Fusion(Block):
+  """Tile the global vector over every local position, concat, 1x1 conv."""
+
+  @nn.compact
+  def __call__(self, local_BxHxWxC, global_BxD, train):
+    b, h, w, _ = local_BxHxWxC.shape
+    tiled = jnp.broadcast_to(global_BxD[:, None, None, :].astype(local_BxHxWxC.dtype),
+                             (b, h, w, global_BxD.shape[-1]))
+    x = jnp.concatenate([local_BxHxWxC, tiled], axis=-1)
+    return self.conv('conv', FUSION, kernel=1)(x, train)
+
+
+class Colorization(Block):
+  """Fused features BxH/8xW/8xC -> chrominance BxH/2xW/2x2 in [0, 1]."""
+
+  @nn.compact
+  def __call__(self, x, train):
+    for i, (channels, upsample) in enumerate(COLORIZATION, 1):
+      x = self.conv(f'conv{i}', channels)(x, train)
+      if upsample:
+        x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)  # nearest, x2
+    x = nn.Conv(2, (3, 3), padding=1, dtype=self.dtype, name='output')(x)
+    return nn.sigmoid(x.astype(jnp.float32))
+
+
+class Classifier(Block):
+  """Scene classification from the global 512-vector -> B x num_classes logits."""
+  num_classes: int = 205
+
+  @nn.compact
+  def __call__(self, x, train):
+    x = self.dense('fc1', CLASSIFIER_FC)(x, train)
+    logits = nn.Dense(self.num_classes, dtype=self.dtype, name='logits')(x)
+    return logits.astype(jnp.float32)
+
+
+class Colorizer(nn.Module):
+  """The whole network: (L at H x W, L at G x G) -> (ab at H/2 x W/2, logits).
+
+  When `l_global` is None the local input is also the global one (a G x G
+  training crop) and the low-level features are computed once for both paths.
+  """
+  width: float = 1.0
+  num_classes: int = 205
+  dtype: Any = jnp.float32
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, l_BxHxWx1, l_global_BxGxGx1=None, train=False):
+    block = dict(width=self.width, dtype=self.dtype, axis_name=self.axis_name)
+    low_level = LowLevel(name='low_level', **block)
+    low = low_level(l_BxHxWx1, train)
+    shared = l_global_BxGxGx1 is None
+    low_global = low if shared else low_level(l_global_BxGxGx1, train)
+    global_512, global_256 = Global(name='global', **block)(low_global, train)
+    local = MidLevel(name='mid_level', **block)(low, train)
+    fused = Fusion(name='fusion', **block)(local, global_256, train)
+    ab_half = Colorization(name='colorization', **block)(fused, train)
+    logits = Classifier(num_classes=self.num_classes, name='classifier', **block)(global_512, train)
+    return ab_half, logits
+
+
+def from_config(model_config, **overrides):
+  """A Colorizer from a config's `model` section (width, num_classes, dtype)."""
+  return Colorizer(width=model_config.width, num_classes=model_config.num_classes,
+                   dtype=jnp.dtype(model_config.get('dtype', 'float32')), **overrides)
+
+
+def flops(height, width, global_size=224, multiplier=1.0, num_classes=205):
+  """Analytic forward FLOPs (2 x multiply-accumulates of convs and FCs) at H x W.
+
+  The low-level trunk is counted twice unless the image is G x G (shared run).
+  BatchNorm, activations, upsampling and resizing are not counted.
+  """
+  def c(channels):
+    return scaled(channels, multiplier)
+
+  def conv_stack(h, w, cin, spec):
+    macs = 0
+    for channels, stride in spec:
+      h, w = -(-h // stride), -(-w // stride)
+      macs += h * w * 9 * cin * c(channels)
+      cin = c(channels)
+    return macs, h, w, cin
+
+  low, h, w, cin = conv_stack(height, width, 1, LOW_LEVEL)
+  macs = low
+  if (height, width) != (global_size, global_size):
+    macs += conv_stack(global_size, global_size, 1, LOW_LEVEL)[0]
+  mid, _, _, cin = conv_stack(h, w, cin, MID_LEVEL)
+  g = global_size // GLOBAL_STRIDE
+  glob, _, _, gc = conv_stack(global_size // STRIDE, global_size // STRIDE, c(512),
+                              GLOBAL_CONV)
+  fcs = [g * g * gc, *(c(f) for f in GLOBAL_FC)]
+  macs += mid + glob + sum(a * b for a, b in zip(fcs, fcs[1:]))
+  macs += c(GLOBAL_FC[1]) * c(CLASSIFIER_FC) + c(CLASSIFIER_FC) * num_classes
+  macs += h * w * (cin + c(GLOBAL_FC[2])) * c(FUSION)
+  cin = c(FUSION)
+  for channels, upsample in COLORIZATION:
+    macs += h * w * 9 * cin * c(channels)
+    cin = c(channels)
+    if upsample:
+      h, w = 2 * h, 2 * w
+  macs += h * w * 9 * cin * 2
+  return 2 * macs

@@ -1,0 +1,59 @@
+"""Test setup: 4 fake CPU devices (for pmap), fast CPU convolutions, tiny models.
+
+XLA_FLAGS must be set before JAX is imported anywhere.
+"""
+import os
+import sys
+
+os.environ['XLA_FLAGS'] = ' '.join([
+    os.environ.get('XLA_FLAGS', ''),
+    '--xla_force_host_platform_device_count=4',
+    '--xla_cpu_experimental_ynn_fusion_type=individual_dot',
+]).strip()
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from skimage import data as skdata  # noqa: E402
+
+from configs import tiny  # noqa: E402
+from jaxcolor import color  # noqa: E402
+from jaxcolor import model as model_lib  # noqa: E402
+
+PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket')
+
+
+def photo(name):
+  """One of scikit-image's bundled colour photographs, H x W x 3 uint8."""
+  return getattr(skdata, name)()[..., :3]
+
+
+@pytest.fixture(scope='session')
+def tiny_config():
+  return tiny.get_config()
+
+
+@pytest.fixture(scope='session')
+def tiny_variables(tiny_config):
+  """Tiny-model variables whose BatchNorm statistics come from real photos.
+
+  Freshly initialised statistics (mean 0, variance 1) make eval-mode outputs
+  sit at 0.5; a few train-mode passes over photo crops give realistic ones.
+  """
+  model = model_lib.from_config(tiny_config.model)
+  size = tiny_config.model.global_size
+  variables = jax.jit(model.init, static_argnames='train')(
+      jax.random.key(0), jnp.zeros((1, size, size, 1)), train=False)
+  crops = np.stack([photo(name)[100:100 + size, 100:100 + size] for name in PHOTOS])
+  l = jnp.asarray(color.rgb_to_network(crops / 255.0)[0], jnp.float32)
+
+  @jax.jit
+  def update(variables):
+    _, updates = model.apply(variables, l, train=True, mutable=['batch_stats'])
+    return {**variables, **updates}
+
+  for _ in range(30):
+    variables = update(variables)
+  return variables

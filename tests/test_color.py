@@ -1,0 +1,52 @@
+"""Colour conversion against scikit-image on real photographs."""
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from skimage import color as skcolor
+
+from conftest import PHOTOS, photo
+from jaxcolor import color
+
+
+@pytest.mark.parametrize('name', PHOTOS)
+def test_rgb_to_lab_matches_skimage(name):
+  rgb = photo(name) / 255.0
+  expected = skcolor.rgb2lab(rgb)
+  ours = np.asarray(color.rgb_to_lab(jnp.asarray(rgb, jnp.float32)))
+  np.testing.assert_allclose(ours, expected, atol=1e-4)
+  np.testing.assert_allclose(color.rgb_to_lab(rgb), expected, atol=1e-10)  # numpy path
+
+
+@pytest.mark.parametrize('name', PHOTOS)
+def test_lab_to_rgb_matches_skimage(name):
+  lab = skcolor.rgb2lab(photo(name) / 255.0)
+  expected = skcolor.lab2rgb(lab)
+  ours = np.asarray(color.lab_to_rgb(jnp.asarray(lab, jnp.float32)))
+  np.testing.assert_allclose(ours, expected, atol=1e-4)
+  np.testing.assert_allclose(ours, photo(name) / 255.0, atol=1e-4)
+
+
+def test_out_of_gamut_lab_is_clipped_like_skimage():
+  # Extreme a*b* at every lightness: far outside sRGB, some with negative Z.
+  l, a, b = np.meshgrid(np.linspace(0, 100, 11), np.linspace(-128, 127, 9),
+                        np.linspace(-128, 127, 9), indexing='ij')
+  lab = np.stack([l, a, b], axis=-1).reshape(-1, 1, 3)
+  ours = np.asarray(color.lab_to_rgb(jnp.asarray(lab, jnp.float32)))
+  assert np.isfinite(ours).all() and ours.min() >= 0.0 and ours.max() <= 1.0
+  with pytest.warns(UserWarning, match='negative Z'):
+    expected = skcolor.lab2rgb(lab)
+  np.testing.assert_allclose(ours, expected, atol=1e-4)
+
+
+def test_network_scaling_round_trip():
+  rgb = photo('coffee')[::8, ::8] / 255.0
+  l01, ab01 = color.rgb_to_network(jnp.asarray(rgb, jnp.float32))
+  assert 0.0 <= float(l01.min()) and float(l01.max()) <= 1.0
+  assert 0.0 <= float(ab01.min()) and float(ab01.max()) <= 1.0
+  np.testing.assert_allclose(color.network_to_rgb(l01, ab01), rgb, atol=1e-4)
+
+
+def test_grey_is_the_middle_of_the_ab_range():
+  l01, ab01 = color.rgb_to_network(np.full((2, 2, 3), 0.5))
+  np.testing.assert_allclose(ab01, 0.5, atol=2e-5)  # CIE rounding
+  np.testing.assert_allclose(l01, skcolor.rgb2lab(np.full((1, 1, 3), 0.5))[0, 0, 0] / 100)
