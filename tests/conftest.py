@@ -19,6 +19,7 @@ import pytest  # noqa: E402
 from skimage import data as skdata  # noqa: E402
 
 from configs import tiny  # noqa: E402
+from jaxcolor import checkpoint  # noqa: E402
 from jaxcolor import color  # noqa: E402
 from jaxcolor import model as model_lib  # noqa: E402
 
@@ -57,3 +58,11 @@ def tiny_variables(tiny_config):
   for _ in range(30):
     variables = update(variables)
   return variables
+
+
+@pytest.fixture(scope='session')
+def tiny_checkpoint(tmp_path_factory, tiny_config, tiny_variables):
+  """A tiny model written with orbax, as infer.py reads it."""
+  path = tmp_path_factory.mktemp('checkpoint') / 'tiny'
+  checkpoint.save(path, tiny_variables, tiny_config.model, ['beach', 'forest', 'street', 'room'])
+  return path

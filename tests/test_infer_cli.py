@@ -1,0 +1,90 @@
+"""infer.py end to end, in a subprocess, on real photo files."""
+import hashlib
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from conftest import photo
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def run_infer(*args, cwd=None):
+  env = {**os.environ, 'PYTHONPATH': str(ROOT)}
+  return subprocess.run([sys.executable, str(ROOT / 'infer.py'), *map(str, args)],
+                        capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+def digest(folder):
+  return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+
+
+@pytest.fixture
+def photos(tmp_path):
+  """A folder of real photos of odd sizes, a grey scan, a broken and a non-image file."""
+  folder = tmp_path / 'in put é'  # spaces and non-ASCII in the path
+  folder.mkdir()
+  Image.fromarray(photo('astronaut')[:101, :77]).save(folder / 'astronaut.jpg', quality=90)
+  Image.fromarray(photo('chelsea')[:61, :90]).convert('L').save(folder / 'chelsea.png')
+  Image.fromarray(photo('coffee')[:40, :40]).save(folder / 'coffee.jpg')
+  jpeg = (folder / 'coffee.jpg').read_bytes()
+  (folder / 'coffee.jpg').unlink()
+  (folder / 'truncated.jpg').write_bytes(jpeg[:len(jpeg) // 3])
+  (folder / 'not_an_image.jpg').write_text('this is a text file')
+  (folder / 'readme.txt').write_text('not an image extension: skipped by folder mode')
+  return folder
+
+
+def test_batch_colorizes_good_files_and_reports_bad_ones(photos, tiny_checkpoint, tmp_path):
+  before = digest(photos)
+  out = tmp_path / 'out'
+  result = run_infer('--image', photos, '--checkpoint', tiny_checkpoint, '--output', out,
+                     '--topk', 2)
+  assert result.returncode == 1, result.stderr  # some inputs failed
+  assert digest(photos) == before  # inputs untouched
+  assert sorted(p.name for p in out.iterdir()) == ['astronaut.jpg', 'chelsea.png']
+  assert Image.open(out / 'astronaut.jpg').size == (77, 101)
+  assert Image.open(out / 'chelsea.png').size == (90, 61)
+  assert Image.open(out / 'chelsea.png').mode == 'RGB'
+  errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
+  assert len(errors) == 2
+  assert any('truncated.jpg' in e and 'damaged' in e for e in errors)
+  assert any('not_an_image.jpg' in e and 'not an image' in e for e in errors)
+  assert 'colour inputs are colorized from their luminance' in result.stderr
+  assert '2 of 4 inputs failed' in result.stderr
+  assert any('astronaut.jpg' in line and '%' in line for line in result.stdout.splitlines())
+
+
+def test_existing_outputs_are_kept_and_side_by_side(photos, tiny_checkpoint, tmp_path):
+  source = photos / 'astronaut.jpg'
+  target = tmp_path / 'result.png'
+  target.write_bytes(b'precious')
+  result = run_infer('--image', source, '--checkpoint', tiny_checkpoint, '--output', target)
+  assert result.returncode == 1 and 'already exists' in result.stderr
+  assert target.read_bytes() == b'precious'
+
+  result = run_infer('--image', source, '--checkpoint', tiny_checkpoint, '--output', target,
+                     '--overwrite', '--side-by-side')
+  assert result.returncode == 0, result.stderr
+  assert Image.open(target).size == (2 * 77, 101)
+
+
+def test_default_output_folder(photos, tiny_checkpoint, tmp_path):
+  result = run_infer('--image', photos / 'chelsea.png', '--checkpoint', tiny_checkpoint,
+                     cwd=tmp_path)
+  assert result.returncode == 0, result.stderr
+  assert Image.open(tmp_path / 'colorized' / 'chelsea.png').size == (90, 61)
+
+
+def test_without_a_model_says_how_to_get_one(photos, tmp_path):
+  if (ROOT / 'jaxcolor' / 'assets' / 'model').exists():
+    pytest.skip('a trained model is bundled')
+  result = run_infer('--image', photos / 'chelsea.png', cwd=tmp_path)
+  assert result.returncode == 2
+  assert 'no trained model is available' in result.stderr
+  assert 'train.py' in result.stderr
+  assert not (tmp_path / 'colorized').exists()

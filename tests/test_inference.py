@@ -1,0 +1,71 @@
+"""Any-resolution inference: full-size output, original L kept, one trace per size."""
+import numpy as np
+import pytest
+
+from conftest import photo
+from jaxcolor import color
+from jaxcolor import inference
+
+
+@pytest.fixture(scope='module')
+def predictor(tiny_config, tiny_variables):
+  return inference.Predictor(tiny_variables, tiny_config.model, ['a', 'b', 'c', 'd'])
+
+
+def photo_l(name, height, width):
+  rgb = photo(name)[:height, :width] / 255.0
+  return color.rgb_to_network(rgb)[0][..., 0].astype(np.float32)
+
+
+@pytest.mark.parametrize('height,width', [(32, 32), (37, 53), (90, 31), (1, 1), (7, 5)])
+def test_output_is_full_size_colour_with_the_original_lightness(predictor, height, width):
+  l = photo_l('chelsea', height, width)
+  prediction = predictor(l)
+  assert prediction.rgb.shape == (height, width, 3)
+  assert prediction.rgb.min() >= 0.0 and prediction.rgb.max() <= 1.0
+  # Wherever the colour is inside the sRGB gamut (no channel clipped), the
+  # output's L* is exactly the full-resolution input's.
+  rgb = prediction.rgb.astype(np.float64)
+  in_gamut = ((rgb > 1e-4) & (rgb < 1 - 1e-4)).all(axis=-1)
+  assert in_gamut.any()
+  lab = color.rgb_to_lab(rgb)
+  np.testing.assert_allclose(lab[..., 0][in_gamut] / 100, l[in_gamut], atol=2e-4)
+  assert prediction.probabilities.shape == (4,)
+  assert prediction.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_output_has_colour(predictor):
+  prediction = predictor(photo_l('chelsea', 64, 96))
+  lab = color.rgb_to_lab(prediction.rgb.astype(np.float64))
+  assert np.abs(lab[..., 1:]).mean() > 0.5  # not a grey image
+
+
+def test_traces_once_per_resolution(tiny_config, tiny_variables):
+  predictor = inference.Predictor(tiny_variables, tiny_config.model)
+  for height, width in [(40, 48), (41, 48), (40, 48), (41, 48), (40, 48)]:
+    predictor(photo_l('astronaut', height, width))
+  assert predictor.trace_count == 2
+
+
+def test_chrominance_is_upsampled_from_half_resolution(predictor):
+  """A 2x2 block of output pixels is not all one colour: the bilinear upsampling
+  interpolates between half-resolution predictions."""
+  prediction = predictor(photo_l('astronaut', 64, 64))
+  ab = color.rgb_to_lab(prediction.rgb.astype(np.float64))[..., 1:]
+  blocks = ab.reshape(32, 2, 32, 2, 2)
+  assert np.abs(blocks[:, 0, :, 0] - blocks[:, 1, :, 1]).max() > 1e-3
+
+
+def test_style_image_lends_its_global_features(predictor):
+  l = photo_l('astronaut', 48, 40)
+  plain = predictor(l)
+  same = predictor(l, style_l=l)
+  styled = predictor(l, style_l=photo_l('rocket', 300, 200))
+  np.testing.assert_allclose(same.rgb, plain.rgb, atol=1e-6)
+  assert np.abs(styled.rgb - plain.rgb).max() > 1e-3
+  assert not np.allclose(styled.probabilities, plain.probabilities)
+
+
+def test_top_k_names_classes_best_first(predictor):
+  probabilities = np.array([0.1, 0.6, 0.05, 0.25])
+  assert predictor.top_k(probabilities, 2) == [('b', 0.6), ('d', 0.25)]
