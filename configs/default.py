@@ -23,6 +23,9 @@ def get_config():
   config.data.manual_dir = ''         # Places365 tar files; '' = <tfds_dir>/downloads/manual
   config.data.folder = ''             # source='folder': a folder of photos
   config.data.val_folder = ''         # source='folder': validation photos ('' = none)
+  config.data.folder_labels = False   # source='folder': label = top-level sub-folder name
+  config.data.folder_max_short_side = 256  # source='folder': stored downscaled (0 = as is)
+  config.data.grey_threshold = 0.05   # skip photos whose 99th-percentile chroma is below
   config.data.crop_size = 224         # random crops of this size (+ horizontal flips)
   config.data.num_workers = 4         # grain worker processes (0 = in-process)
 

@@ -63,9 +63,9 @@ def build_datasets(config):
   The sources are random-access sequences of decoded examples (image uint8 HxWx3).
   """
   tfds_dir = os.path.abspath(os.path.expanduser(config.data.tfds_dir))
-  splits = _builders(config, tfds_dir)  # {'train'|'val': (builder, tfds split)}
-  manual_dir = config.data.manual_dir or os.path.join(tfds_dir, 'downloads', 'manual')
-  _prepare_once({id(b): b for b, _ in splits.values()}.values(), manual_dir)
+  manual_dir = os.path.abspath(os.path.expanduser(config.data.manual_dir or
+                                                   os.path.join(tfds_dir, 'downloads', 'manual')))
+  splits = _prepared_builders(config, tfds_dir, manual_dir)
   sources = {k: b.as_data_source(split) for k, (b, split) in splits.items()}
   builder = splits['train'][0]
   names = tuple(builder.info.features['label'].names) if 'label' in builder.info.features else ()
@@ -88,41 +88,48 @@ def _builders(config, tfds_dir):
   if not data.folder:
     raise ValueError("config.data.source='folder' needs config.data.folder.")
   names = class_names(config)
-  make = lambda path: folder_lib.PhotoFolder(  # pylint: disable=g-long-lambda
-      config=folder_lib.make_config(
-          path, class_names=names,
-          max_short_side=data.get('folder_max_short_side', 256),
-          grey_threshold=data.get('grey_threshold', photos.GREY_THRESHOLD)),
-      data_dir=tfds_dir, file_format='array_record')
-  splits = {'train': (make(data.folder), 'train')}
+  splits = {'train': (_folder_builder(config, data.folder, names, tfds_dir), 'train')}
   if data.val_folder:
-    splits['val'] = (make(data.val_folder), 'train')
+    splits['val'] = (_folder_builder(config, data.val_folder, names, tfds_dir), 'train')
   return splits
 
 
-def _prepare_once(builders, manual_dir):
-  """download_and_prepare each builder; with several hosts, process 0 goes first.
+def _folder_builder(config, folder, names, tfds_dir):
+  """The PhotoFolder builder for one folder, labelled with names (() = no labels)."""
+  builder_config = folder_lib.make_config(
+      folder, class_names=names,
+      max_short_side=config.data.get('folder_max_short_side', 256),
+      grey_threshold=config.data.get('grey_threshold', photos.GREY_THRESHOLD))
+  return folder_lib.PhotoFolder(config=builder_config, data_dir=tfds_dir,
+                                file_format='array_record')
+
+
+def _prepared_builders(config, tfds_dir, manual_dir):
+  """{'train'|'val': (builder, tfds split)}, built where needed; process 0 builds first.
 
   Hosts sharing tfds_dir then find the data ready; hosts with their own disk
-  build their own copy.
+  build their own copy. Every host must call this (it holds a barrier).
   """
+  if jax.process_count() > 1:
+    if jax.process_index() == 0:
+      _prepare(_builders(config, tfds_dir), manual_dir)
+    multihost_utils.sync_global_devices('jaxcolor: data built')
+  # Made after the barrier, so that they read the info process 0 wrote.
+  splits = _builders(config, tfds_dir)
+  _prepare(splits, manual_dir)  # only logs "reusing" where the data is ready
+  return splits
+
+
+def _prepare(splits, manual_dir):
+  """download_and_prepare (array_record) each distinct builder in splits."""
   download_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
-  prepare = lambda: [b.download_and_prepare(file_format='array_record',  # pylint: disable=g-long-lambda
-                                            download_config=download_config) for b in builders]
-  if jax.process_count() == 1:
-    prepare()
-    return
-  if jax.process_index() == 0:
-    prepare()
-  multihost_utils.sync_global_devices('jaxcolor: data built')
-  if jax.process_index() != 0:
-    prepare()
+  for builder in dict.fromkeys(b for b, _ in splits.values()):
+    builder.download_and_prepare(file_format='array_record', download_config=download_config)
 
 
 def _skipped(builder, split):
   """The builder's skip counts for split, as stored at build time ({} if none)."""
-  skipped = builder.info.metadata.get('skipped', {}) if builder.info.metadata else {}
-  return skipped.get(split, {}) if split in skipped else skipped
+  return (builder.info.metadata or {}).get('skipped', {}).get(split, {})
 
 
 # Per-example transforms, run in grain's threads and worker processes.

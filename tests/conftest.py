@@ -4,18 +4,21 @@ XLA_FLAGS must be set before JAX is imported anywhere.
 """
 import os
 import sys
+import tempfile
 
 os.environ['XLA_FLAGS'] = ' '.join([
     os.environ.get('XLA_FLAGS', ''),
     '--xla_force_host_platform_device_count=4',
-    '--xla_cpu_experimental_ynn_fusion_type=individual_dot',
 ]).strip()
+# Tests (and the processes they start) compile the same tiny steps many times.
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='jaxcolor-xla-'))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
 from skimage import data as skdata  # noqa: E402
 
 from configs import tiny  # noqa: E402
@@ -66,3 +69,27 @@ def tiny_checkpoint(tmp_path_factory, tiny_config, tiny_variables):
   path = tmp_path_factory.mktemp('checkpoint') / 'tiny'
   checkpoint.save(path, tiny_variables, tiny_config.model, ['beach', 'forest', 'street', 'room'])
   return path
+
+
+@pytest.fixture(scope='session')
+def photo_folders(tmp_path_factory):
+  """(train, val) folders of real photo crops, one class sub-folder per photo."""
+  root = tmp_path_factory.mktemp('photos')
+  corners = {'train': ((0, 20), (60, 80), (120, 140), (180, 200)), 'val': ((210, 0),)}
+  for split, offsets in corners.items():
+    for name in PHOTOS:
+      (root / split / name).mkdir(parents=True)
+      for i, (top, left) in enumerate(offsets):
+        crop = photo(name)[top:top + 80, left:left + 80]
+        Image.fromarray(crop).save(root / split / name / f'{i}.jpg', quality=92)
+  return root / 'train', root / 'val'
+
+
+@pytest.fixture
+def train_config(tiny_config, photo_folders, tmp_path_factory):
+  """The tiny config reading the photo folders, with labels from sub-folders."""
+  config = tiny_config.copy_and_resolve_references()
+  config.data.folder, config.data.val_folder = map(str, photo_folders)
+  config.data.folder_labels = True
+  config.data.tfds_dir = str(tmp_path_factory.getbasetemp() / 'tfds')
+  return config

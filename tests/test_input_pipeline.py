@@ -1,6 +1,5 @@
 """The data pipeline on real image files made from scikit-image's bundled photos."""
 import io
-import os
 import sys
 import tarfile
 
@@ -276,7 +275,7 @@ def test_places365_missing_files_are_named(tmp_path):
   with pytest.raises(FileNotFoundError) as error:
     input_pipeline.build_datasets(config)
   message = str(error.value)
-  assert f"put 'train_256_places365standard.tar'" in message
-  assert f"put 'val_256.tar'" in message
+  assert "put 'train_256_places365standard.tar'" in message
+  assert "put 'val_256.tar'" in message
   assert "put 'filelist_places365-standard.tar'" not in message
   assert f"in folder '{manual}'" in message

@@ -2,7 +2,7 @@
 
 Labels, when asked for, are the names of the folder's top-level sub-folders.
 Greyscale and unreadable photos are skipped; how many (and the first few names)
-are logged and stored in `builder.info.metadata['skipped']`. Each distinct
+are logged and stored in `builder.info.metadata['skipped']['train']`. Each distinct
 (folder contents, options) gets its own builder config, named after a hash of
 them, so a changed folder is rebuilt rather than read stale.
 """
@@ -98,7 +98,7 @@ class PhotoFolder(tfds.core.GeneratorBasedBuilder):
       yield path, example
     # Runs once every example was written, before TFDS saves the info.
     self.info.metadata['folder'] = cfg.folder
-    self.info.metadata['skipped'] = skipped.as_dict()
+    self.info.metadata['skipped'] = {'train': skipped.as_dict()}
     logging.info('%s: kept %d of %d photos; skipped %d greyscale, %d unreadable.',
                  cfg.folder, len(files) - sum(skipped.counts.values()), len(files),
                  skipped.counts[photos.GREYSCALE], skipped.counts[photos.UNREADABLE])

@@ -3,7 +3,7 @@
 TFDS's own `places365_small` downloads ~30 GB itself; this one reads the same
 files (names as in TFDS's checksums.tsv) from a manual folder and, like the
 folder builder, drops greyscale and unreadable photos, counting them in
-`builder.info.metadata['skipped']`. The unlabelled test split is not built.
+`builder.info.metadata['skipped'][split]`. The unlabelled test split is not built.
 Class names come from the label file shipped inside the tensorflow_datasets
 package (image_classification/categories_places365.txt), so no download.
 """
@@ -36,13 +36,14 @@ and put them, as they are (do not extract), in the manual folder
 
 
 def check_manual_dir(manual_dir):
-  """Raises FileNotFoundError naming each Places365 tar missing from manual_dir."""
+  """manual_dir as an absolute path; FileNotFoundError naming each missing Places365 tar."""
   manual_dir = os.path.abspath(os.path.expanduser(os.fspath(manual_dir)))
   missing = [f for f in REQUIRED if not os.path.isfile(os.path.join(manual_dir, f))]
   if missing:
     lines = [f'  put {f!r} (from {URL}{f}) in folder {manual_dir!r}' for f in missing]
     raise FileNotFoundError('Places365 files are missing:\n' + '\n'.join(lines) +
                             f'\n\n{INSTRUCTIONS}')
+  return manual_dir
 
 
 def _read_labels(filelist_tar, split):
@@ -86,8 +87,7 @@ class Places365Colour(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     # dl_manager.manual_dir only says "missing or empty"; we name each file.
-    manual_dir = dl_manager._manual_dir  # pylint: disable=protected-access
-    check_manual_dir(manual_dir)
+    manual_dir = check_manual_dir(dl_manager._manual_dir)  # pylint: disable=protected-access
     filelist = os.path.join(manual_dir, FILELIST_TAR)
     return {split: self._generate_examples(split, os.path.join(manual_dir, tar), filelist)
             for split, tar in _TARS.items()}

@@ -1,0 +1,48 @@
+"""Training curves from a workdir's metrics.jsonl, as a PNG.
+
+  python -m jaxcolor.plots runs/places   # -> runs/places/curves.png
+"""
+import json
+import pathlib
+import sys
+
+import matplotlib
+
+matplotlib.use('Agg')  # no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+
+PANELS = (('loss', 'loss (MSE + alpha x CE)'), ('mse', 'a*b* MSE'), ('psnr', 'PSNR (dB)'))
+
+
+def read_metrics(path):
+  """{'train': [records], 'val': [records]} from a metrics.jsonl file."""
+  runs = {'train': [], 'val': []}
+  for line in pathlib.Path(path).read_text().splitlines():
+    if line.strip():
+      record = json.loads(line)
+      runs[record['split']].append(record)
+  return runs
+
+
+def plot_curves(metrics_path, png_path):
+  """Writes one panel per metric, training and validation curves against step."""
+  runs = read_metrics(metrics_path)
+  figure, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 3.6))
+  for ax, (key, title) in zip(axes, PANELS):
+    for split, records in runs.items():
+      points = [(r['step'], r[key]) for r in records if key in r]
+      if points:
+        ax.plot(*zip(*points), label=split, marker='.' if split == 'val' else None)
+    ax.set_title(title)
+    ax.set_xlabel('step')
+    ax.grid(alpha=0.3)
+    ax.legend()
+  figure.tight_layout()
+  figure.savefig(png_path, dpi=100)
+  plt.close(figure)
+
+
+if __name__ == '__main__':
+  workdir = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else '.')
+  plot_curves(workdir / 'metrics.jsonl', workdir / 'curves.png')
+  print(workdir / 'curves.png')

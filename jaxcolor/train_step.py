@@ -1,0 +1,133 @@
+"""The training and evaluation math: pure functions of (state, batch).
+
+Both steps run under a parallel map with axis `AXIS`: every device sees its
+slice of the global batch, losses are normalised by global counts and
+gradients summed, so N devices compute exactly the one-device step on the
+whole batch. `parallel` wraps them in `jax.pmap`.
+"""
+import functools
+from typing import Any
+
+from flax.training import train_state
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxcolor import color
+from jaxcolor import model as model_lib
+
+AXIS = 'batch'
+
+
+class TrainState(train_state.TrainState):
+  batch_stats: Any
+
+
+def create_train_state(config, rng):
+  """Freshly initialised parameters and Adadelta state for `config`."""
+  model = model_lib.from_config(config.model, axis_name=AXIS)
+  size = config.model.global_size
+  variables = jax.jit(model.init, static_argnames='train')(
+      rng, jnp.zeros((1, size, size, 1)), train=False)
+  # optax's default learning_rate=None would step uphill: give it explicitly.
+  tx = optax.adadelta(learning_rate=config.learning_rate, rho=config.adadelta_rho,
+                      eps=config.adadelta_eps)
+  return TrainState.create(apply_fn=model.apply, params=variables['params'], tx=tx,
+                           batch_stats=variables['batch_stats'])
+
+
+def global_input(l_BxSxSx1, size):
+  """The global path's input: None (share the trunk) when crops are size x size."""
+  b, s, _, _ = l_BxSxSx1.shape
+  if s == size:
+    return None
+  return jax.image.resize(l_BxSxSx1, (b, size, size, 1), 'linear', antialias=True)
+
+
+def half_resolution(ab_BxHxWx2):
+  """2x2 average: the target at the network's output resolution."""
+  b, h, w, c = ab_BxHxWx2.shape
+  return ab_BxHxWx2.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+
+
+def _forward(state, params, batch, global_size, train):
+  variables = {'params': params, 'batch_stats': state.batch_stats}
+  l_global = global_input(batch['l'], global_size)
+  if train:
+    return state.apply_fn(variables, batch['l'], l_global, train=True,
+                          mutable=['batch_stats'])
+  return state.apply_fn(variables, batch['l'], l_global, train=False), {}
+
+
+def _loss_sums(ab_half, logits, batch, weight_B):
+  """Per-device sums of squared a*b* error and cross-entropy, and their counts."""
+  target = half_resolution(batch['ab'])
+  squared = jnp.sum(weight_B[:, None, None, None] * (ab_half - target) ** 2)
+  labelled_B = weight_B * (batch['label'] >= 0)
+  labels_B = jnp.maximum(batch['label'], 0)
+  xent = jnp.sum(labelled_B * optax.softmax_cross_entropy_with_integer_labels(
+      logits, labels_B))
+  correct = jnp.sum(labelled_B * (jnp.argmax(logits, -1) == labels_B))
+  return {'squared': squared, 'xent': xent, 'correct': correct,
+          'pixels': jnp.sum(weight_B) * target[0].size, 'labelled': jnp.sum(labelled_B)}
+
+
+def summarize(totals, alpha):
+  """Means from summed counts (of one step, or of many eval batches)."""
+  labelled = jnp.maximum(totals['labelled'], 1)
+  means = {'mse': totals['squared'] / totals['pixels'], 'xent': totals['xent'] / labelled,
+           'accuracy': totals['correct'] / labelled}
+  means['loss'] = means['mse'] + alpha * means['xent']
+  if 'psnr' in totals:
+    means['psnr'] = totals['psnr'] / totals['images']
+  return means
+
+
+def train_step(state, batch, *, alpha, global_size):
+  """One Adadelta step on MSE(a*b*) + alpha * cross-entropy (labelled examples only)."""
+  weight_B = jnp.ones(batch['l'].shape[0])
+
+  def loss_fn(params):
+    (ab_half, logits), updates = _forward(state, params, batch, global_size, train=True)
+    sums = _loss_sums(ab_half, logits, batch, weight_B)
+    # Normalised by global counts, so the psum of per-device gradients is the
+    # gradient of the global-batch loss.
+    pixels = jax.lax.psum(sums['pixels'], AXIS)
+    labelled = jnp.maximum(jax.lax.psum(sums['labelled'], AXIS), 1)
+    loss = sums['squared'] / pixels + alpha * sums['xent'] / labelled
+    return loss, (sums, updates['batch_stats'])
+
+  (_, (sums, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  grads = jax.lax.psum(grads, AXIS)
+  # BatchNorm already averages over AXIS; the pmean makes replicas bit-identical.
+  state = state.apply_gradients(grads=grads,
+                                batch_stats=jax.lax.pmean(batch_stats, AXIS))
+  return state, summarize(jax.lax.psum(sums, AXIS), alpha)
+
+
+def eval_step(state, batch, *, alpha, global_size):
+  """Summed loss terms and per-image sRGB PSNR, with running BatchNorm statistics.
+
+  `batch['weight']` is 0 for padding examples that fill the last batch; pass
+  the sums of many batches to `summarize`.
+  """
+  del alpha  # the same signature as train_step
+  (ab_half, logits), _ = _forward(state, state.params, batch, global_size, train=False)
+  weight_B = batch['weight']
+  sums = _loss_sums(ab_half, logits, batch, weight_B)
+  b, h, w, _ = batch['ab'].shape
+  ab = jax.image.resize(ab_half, (b, h, w, 2), 'linear')
+  predicted = color.network_to_rgb(batch['l'], ab)
+  truth = color.network_to_rgb(batch['l'], batch['ab'])
+  mse_B = jnp.mean((predicted - truth) ** 2, axis=(1, 2, 3))
+  psnr_B = 10 * jnp.log10(1.0 / jnp.maximum(mse_B, 1e-10))
+  sums['psnr'] = jnp.sum(weight_B * psnr_B)
+  sums['images'] = jnp.sum(weight_B)
+  return jax.lax.psum(sums, AXIS)
+
+
+def parallel(step, config, donate=False, devices=None):
+  """`step` pmapped over (local) devices with the config's constants bound."""
+  bound = functools.partial(step, alpha=config.alpha, global_size=config.model.global_size)
+  return jax.pmap(bound, axis_name=AXIS, donate_argnums=(0,) if donate else (),
+                  devices=devices)

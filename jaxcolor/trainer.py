@@ -1,0 +1,176 @@
+"""The training loop: data, pmapped steps, checkpoints, metrics, profiles.
+
+Everything lands in the workdir:
+  checkpoints/<step>/   orbax: model, optimizer, data iterator, meta
+  metrics.jsonl         one JSON object per logged step and per evaluation
+  curves.png            training and validation curves (written at the end)
+  profile/              jax.profiler trace, when config.profile_steps is set
+Running the same command again resumes from the newest checkpoint.
+"""
+import json
+import pathlib
+import time
+
+from absl import logging
+from flax import jax_utils
+import grain
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from jaxcolor import checkpoint
+from jaxcolor import input_pipeline
+from jaxcolor import plots
+from jaxcolor import train_step as step_lib
+
+
+def _device_batch(batch):
+  """Per-host batch (B, ...) -> (local devices, B / devices, ...) for pmap."""
+  devices = jax.local_device_count()
+  return jax.tree.map(lambda x: x.reshape(devices, -1, *x.shape[1:]), batch)
+
+
+def _padded_eval_batch(batch, size):
+  """Pads a short last batch to `size` examples with weight 0."""
+  count = len(batch['label'])
+  padded = {k: np.concatenate([v, np.zeros((size - count, *v.shape[1:]), v.dtype)])
+            for k, v in batch.items()}
+  padded['weight'] = (np.arange(size) < count).astype(np.float32)
+  return padded
+
+
+def _model_config(config, info):
+  """The config's model section, with the number of classes the data has."""
+  model_config = config.model.copy_and_resolve_references()
+  if info.num_classes and info.num_classes != model_config.num_classes:
+    logging.info('The data has %d classes; using that instead of model.num_classes=%d',
+                 info.num_classes, model_config.num_classes)
+    model_config.num_classes = info.num_classes
+  return model_config
+
+
+class Logger:
+  """Metrics to JSON lines (process 0 only) and a readable progress line."""
+
+  def __init__(self, workdir, total_steps, batch_size):
+    self.path = workdir / 'metrics.jsonl'
+    self.total_steps, self.batch_size = total_steps, batch_size
+    self.last_time, self.last_step = time.time(), None
+
+  def write(self, record):
+    if jax.process_index() == 0:
+      with self.path.open('a') as f:
+        f.write(json.dumps(record) + '\n')
+
+  def train(self, step, metrics):
+    now = time.time()
+    if self.last_step is not None:
+      rate = (step - self.last_step) * self.batch_size / (now - self.last_time)
+      eta = (self.total_steps - step) * self.batch_size / rate
+      metrics = {**metrics, 'images_per_s': rate}
+      timing = f'{rate:6.1f} img/s  eta {time.strftime("%H:%M:%S", time.gmtime(eta))}'
+    else:
+      timing = ''
+    self.last_time, self.last_step = now, step
+    self.write({'step': step, 'split': 'train', **metrics})
+    self.say(f'step {step}/{self.total_steps}  loss {metrics["loss"]:.5f}  '
+             f'mse {metrics["mse"]:.5f}  {timing}')
+
+  def eval(self, step, metrics):
+    self.write({'step': step, 'split': 'val', **metrics})
+    self.say(f'step {step}  validation: loss {metrics["loss"]:.5f}  '
+             f'psnr {metrics["psnr"]:.2f} dB')
+    self.restart_clock(step)
+
+  def restart_clock(self, step):
+    """Leaves evaluation and checkpoint time out of the images/s figure."""
+    self.last_time, self.last_step = time.time(), step
+
+  def say(self, line):
+    if jax.process_index() == 0:
+      print(line, flush=True)
+
+
+def evaluate(p_eval_step, state, source, config):
+  """Summed metrics over (at most config.eval_batches of) the validation data."""
+  size = input_pipeline.per_host_batch_size(config)
+  totals = None
+  for i, batch in enumerate(input_pipeline.eval_batches(source, config)):
+    if i == config.eval_batches:
+      break
+    sums = p_eval_step(state, _device_batch(_padded_eval_batch(batch, size)))
+    sums = jax.tree.map(lambda x: float(x[0]), sums)
+    totals = sums if totals is None else {k: totals[k] + sums[k] for k in totals}
+  return {k: float(v) for k, v in step_lib.summarize(totals, config.alpha).items()}
+
+
+def _save(manager, step, state, data_iterator, model_config, class_names):
+  host_state = jax.device_get(jax_utils.unreplicate(state))
+  variables = {'params': host_state.params, 'batch_stats': host_state.batch_stats}
+  items = checkpoint.save_args(variables, model_config, class_names, step)
+  items['optimizer'] = ocp.args.StandardSave(host_state.opt_state)
+  items['data'] = grain.checkpoint.CheckpointSave(data_iterator)
+  manager.save(step, args=ocp.args.Composite(**items))
+
+
+def _restore(manager, state, data_iterator):
+  """The newest checkpoint's state and iterator position, or the inputs unchanged."""
+  step = manager.latest_step()
+  if step is None:
+    return state
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+  variables = {'params': abstract.params, 'batch_stats': abstract.batch_stats}
+  restored = manager.restore(step, args=ocp.args.Composite(
+      model=ocp.args.StandardRestore(variables),
+      optimizer=ocp.args.StandardRestore(abstract.opt_state),
+      data=grain.checkpoint.CheckpointRestore(data_iterator)))
+  print(f'Resuming from step {step} in {manager.directory}', flush=True)
+  return state.replace(step=step, params=restored.model['params'],
+                       batch_stats=restored.model['batch_stats'],
+                       opt_state=restored.optimizer)
+
+
+def train_and_evaluate(config, workdir):
+  """Trains `config` in `workdir` until config.num_train_steps; returns the final state."""
+  workdir = pathlib.Path(workdir).expanduser().absolute()
+  workdir.mkdir(parents=True, exist_ok=True)
+  train_source, val_source, info = input_pipeline.build_datasets(config)
+  model_config = _model_config(config, info)
+  config = config.copy_and_resolve_references()
+  config.model = model_config
+
+  state = step_lib.create_train_state(config, jax.random.key(config.seed))
+  data_iterator = input_pipeline.train_iterator(train_source, config)
+  options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True)
+  manager = ocp.CheckpointManager(workdir / 'checkpoints', options=options)
+  state = _restore(manager, state, data_iterator)
+  first_step = int(state.step) + 1
+
+  p_train_step = step_lib.parallel(step_lib.train_step, config, donate=True)
+  p_eval_step = step_lib.parallel(step_lib.eval_step, config)
+  state = jax_utils.replicate(state)
+  logger = Logger(workdir, config.num_train_steps, config.batch_size)
+  profile_first, profile_last = config.profile_steps
+  for step in range(first_step, config.num_train_steps + 1):
+    if step == profile_first:
+      jax.profiler.start_trace(str(workdir / 'profile'))
+    with jax.profiler.StepTraceAnnotation('train', step_num=step):
+      state, metrics = p_train_step(state, _device_batch(next(data_iterator)))
+    if jax.process_count() > 1:
+      # Several CPU processes deadlock when many steps are queued: wait for each.
+      metrics = jax.block_until_ready(metrics)
+    if step == profile_last:
+      jax.profiler.stop_trace()
+    last = step == config.num_train_steps
+    if step % config.log_every_steps == 0 or last:
+      logger.train(step, {k: float(v[0]) for k, v in metrics.items()})
+    if val_source is not None and (step % config.eval_every_steps == 0 or last):
+      logger.eval(step, evaluate(p_eval_step, state, val_source, config))
+    if step % config.checkpoint_every_steps == 0 or last:
+      _save(manager, step, state, data_iterator, model_config, info.class_names)
+      logger.restart_clock(step)
+  manager.wait_until_finished()
+  manager.close()
+  if jax.process_index() == 0 and logger.path.exists():
+    plots.plot_curves(logger.path, workdir / 'curves.png')
+  return jax.device_get(jax_utils.unreplicate(state))
