@@ -42,7 +42,10 @@ def main(argv):
   print(f'process {jax.process_index()} of {jax.process_count()}: '
         f'{jax.local_device_count()} local / {jax.device_count()} global '
         f'{jax.devices()[0].platform} devices', flush=True)
-  trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  state = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  # Every process says what it ended with, so hosts can be checked to agree.
+  print(f'process {jax.process_index()}: finished at step {int(state.step)}, weights '
+        f'fingerprint {trainer.fingerprint(state)}', flush=True)
 
 
 if __name__ == '__main__':

@@ -14,7 +14,8 @@ def get_config():
   config.model.width = 1.0
   config.model.num_classes = 365      # Places365; the paper's Places205 had 205
   config.model.global_size = 224      # global branch input, a multiple of 32
-  config.model.dtype = 'float32'      # compute dtype; params stay float32
+  config.model.dtype = 'float32'      # compute dtype ('bfloat16' on GPU/TPU)
+  config.model.param_dtype = 'float32'  # 'float64' (with JAX_ENABLE_X64) for exactness tests
 
   # Data (jaxcolor/input_pipeline.py).
   config.data = ml_collections.ConfigDict()

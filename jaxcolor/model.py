@@ -29,11 +29,12 @@ def scaled(channels, width):
   return max(1, int(round(channels * width)))
 
 
-def batch_norm(train, dtype, axis_name):
+def batch_norm(train, dtype, param_dtype, axis_name):
   """BatchNorm with Torch's momentum (0.1 there is 0.9 here); when training
   under pmap the batch statistics are averaged over `axis_name`."""
   return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                      dtype=dtype, axis_name=axis_name if train else None, name='bn')
+                      dtype=dtype, param_dtype=param_dtype,
+                      axis_name=axis_name if train else None, name='bn')
 
 
 class ConvBN(nn.Module):
@@ -42,40 +43,50 @@ class ConvBN(nn.Module):
   stride: int = 1
   kernel: int = 3
   dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
   axis_name: str | None = None
 
   @nn.compact
   def __call__(self, x, train):
     x = nn.Conv(self.features, (self.kernel,) * 2, (self.stride,) * 2,
                 padding=self.kernel // 2, use_bias=False, dtype=self.dtype,
-                name='conv')(x)
-    return nn.relu(batch_norm(train, self.dtype, self.axis_name)(x))
+                param_dtype=self.param_dtype, name='conv')(x)
+    return nn.relu(batch_norm(train, self.dtype, self.param_dtype, self.axis_name)(x))
 
 
 class DenseBN(nn.Module):
   """Fully connected (no bias) -> BatchNorm -> ReLU."""
   features: int
   dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
   axis_name: str | None = None
 
   @nn.compact
   def __call__(self, x, train):
-    x = nn.Dense(self.features, use_bias=False, dtype=self.dtype, name='dense')(x)
-    return nn.relu(batch_norm(train, self.dtype, self.axis_name)(x))
+    x = nn.Dense(self.features, use_bias=False, dtype=self.dtype,
+                 param_dtype=self.param_dtype, name='dense')(x)
+    return nn.relu(batch_norm(train, self.dtype, self.param_dtype, self.axis_name)(x))
 
 
 class Block(nn.Module):
-  """What every paper block shares: width, compute dtype, BatchNorm axis."""
+  """What every paper block shares: width, dtypes, BatchNorm axis."""
   width: float = 1.0
   dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
   axis_name: str | None = None
 
   def conv(self, name, channels, stride=1, kernel=3):
     return ConvBN(scaled(channels, self.width), stride, kernel, self.dtype,
-                  self.axis_name, name=name)
+                  self.param_dtype, self.axis_name, name=name)
 
   def dense(self, name, features):
-    return DenseBN(scaled(features, self.width), self.dtype, self.axis_name, name=name)
+    return DenseBN(scaled(features, self.width), self.dtype, self.param_dtype,
+                   self.axis_name, name=name)
+
+  @property
+  def output_dtype(self):
+    """Outputs are at least float32, whatever the compute dtype."""
+    return jnp.promote_types(self.dtype, jnp.float32)
 
 
 class LowLevel(Block):
@@ -133,8 +144,9 @@ class Colorization(Block):
       x = self.conv(f'conv{i}', channels)(x, train)
       if upsample:
         x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)  # nearest, x2
-    x = nn.Conv(2, (3, 3), padding=1, dtype=self.dtype, name='output')(x)
-    return nn.sigmoid(x.astype(jnp.float32))
+    x = nn.Conv(2, (3, 3), padding=1, dtype=self.dtype, param_dtype=self.param_dtype,
+                name='output')(x)
+    return nn.sigmoid(x.astype(self.output_dtype))
 
 
 class Classifier(Block):
@@ -144,8 +156,9 @@ class Classifier(Block):
   @nn.compact
   def __call__(self, x, train):
     x = self.dense('fc1', CLASSIFIER_FC)(x, train)
-    logits = nn.Dense(self.num_classes, dtype=self.dtype, name='logits')(x)
-    return logits.astype(jnp.float32)
+    logits = nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=self.param_dtype,
+                      name='logits')(x)
+    return logits.astype(self.output_dtype)
 
 
 class Colorizer(nn.Module):
@@ -157,11 +170,13 @@ class Colorizer(nn.Module):
   width: float = 1.0
   num_classes: int = 205
   dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
   axis_name: str | None = None
 
   @nn.compact
   def __call__(self, l_BxHxWx1, l_global_BxGxGx1=None, train=False):
-    block = dict(width=self.width, dtype=self.dtype, axis_name=self.axis_name)
+    block = dict(width=self.width, dtype=self.dtype, param_dtype=self.param_dtype,
+                 axis_name=self.axis_name)
     low_level = LowLevel(name='low_level', **block)
     low = low_level(l_BxHxWx1, train)
     shared = l_global_BxGxGx1 is None
@@ -175,9 +190,11 @@ class Colorizer(nn.Module):
 
 
 def from_config(model_config, **overrides):
-  """A Colorizer from a config's `model` section (width, num_classes, dtype)."""
+  """A Colorizer from a config's `model` section (width, num_classes, dtypes)."""
   return Colorizer(width=model_config.width, num_classes=model_config.num_classes,
-                   dtype=jnp.dtype(model_config.get('dtype', 'float32')), **overrides)
+                   dtype=jnp.dtype(model_config.get('dtype', 'float32')),
+                   param_dtype=jnp.dtype(model_config.get('param_dtype', 'float32')),
+                   **overrides)
 
 
 def flops(height, width, global_size=224, multiplier=1.0, num_classes=205):

@@ -7,6 +7,7 @@ Everything lands in the workdir:
   profile/              jax.profiler trace, when config.profile_steps is set
 Running the same command again resumes from the newest checkpoint.
 """
+import hashlib
 import json
 import pathlib
 import time
@@ -128,6 +129,14 @@ def _restore(manager, state, data_iterator):
   return state.replace(step=step, params=restored.model['params'],
                        batch_stats=restored.model['batch_stats'],
                        opt_state=restored.optimizer)
+
+
+def fingerprint(state):
+  """A short hash of the weights and BatchNorm statistics (bitwise)."""
+  digest = hashlib.sha256()
+  for leaf in jax.tree.leaves((state.params, state.batch_stats)):
+    digest.update(np.ascontiguousarray(leaf).tobytes())
+  return digest.hexdigest()[:16]
 
 
 def train_and_evaluate(config, workdir):
