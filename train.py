@@ -34,7 +34,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   # Progress is printed; absl's INFO stream (orbax, TFDS) only with --verbosity=0.
-  if FLAGS['verbosity'].using_default_value:
+  if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
   if FLAGS.coordinator_address:
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes,

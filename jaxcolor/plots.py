@@ -29,14 +29,16 @@ def plot_curves(metrics_path, png_path):
   runs = read_metrics(metrics_path)
   figure, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 3.6))
   for ax, (key, title) in zip(axes, PANELS):
-    for split, records in runs.items():
+    for (split, records), colour in zip(runs.items(), ('C0', 'C1')):
       points = [(r['step'], r[key]) for r in records if key in r]
       if points:
-        ax.plot(*zip(*points), label=split, marker='.' if split == 'val' else None)
+        ax.plot(*zip(*points), label=split, color=colour,
+                marker='.' if split == 'val' else None)
     ax.set_title(title)
     ax.set_xlabel('step')
     ax.grid(alpha=0.3)
-    ax.legend()
+    if ax.lines:
+      ax.legend()
   figure.tight_layout()
   figure.savefig(png_path, dpi=100)
   plt.close(figure)

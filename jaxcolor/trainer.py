@@ -162,7 +162,7 @@ def train_and_evaluate(config, workdir):
   profile_first, profile_last = config.profile_steps
   for step in range(first_step, config.num_train_steps + 1):
     if step == profile_first:
-      jax.profiler.start_trace(str(workdir / 'profile'))
+      jax.profiler.start_trace(str(workdir / 'profile'), create_perfetto_trace=True)
     with jax.profiler.StepTraceAnnotation('train', step_num=step):
       state, metrics = p_train_step(state, _device_batch(next(data_iterator)))
     if jax.process_count() > 1:

@@ -89,6 +89,7 @@ def test_resume_ends_with_the_params_of_a_straight_run(train_config, tmp_path):
   assert any('"split": "val"' in r and '"psnr"' in r for r in records)
   assert (workdir / 'curves.png').stat().st_size > 1000
   assert list((workdir / 'profile').rglob('*.xplane.pb'))
+  assert list((workdir / 'profile').rglob('*.trace.json.gz'))
   variables, model_config, class_names = checkpoint.load(workdir / 'checkpoints')
   assert class_names == ['astronaut', 'chelsea', 'coffee', 'rocket']
   leaves_close(variables['params'], straight.params)
