@@ -76,6 +76,8 @@ def colorize_files(predictor, plan, style_l=None, top_k=0, side_by_side=False,
                    reporter=None):
   """Colorizes every input of `plan` ({input: output}); returns the failure count."""
   reporter = reporter or Reporter(len(plan))
+  if top_k and not predictor.class_names:
+    reporter.say('note: this model was trained without scene labels; --topk has nothing to show')
   inputs = {p.resolve() for p in plan}
   failures = 0
   for source, target in plan.items():

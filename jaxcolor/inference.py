@@ -52,7 +52,7 @@ class Predictor:
     self.model = model_lib.from_config(model_config)
     self.variables = variables
     self.global_size = model_config.global_size
-    self.class_names = class_names or [str(i) for i in range(model_config.num_classes)]
+    self.class_names = list(class_names or [])  # empty: trained without scene labels
     self.trace_count = 0  # how often the colorize function was traced (tests read it)
     self._colorize = jax.jit(self._colorize_traced)
     self._to_global = jax.jit(functools.partial(resize_to_square, size=self.global_size))
@@ -78,6 +78,9 @@ class Predictor:
     return Prediction(np.asarray(rgb), np.asarray(probabilities))
 
   def top_k(self, probabilities, k):
-    """The k likeliest scenes as (class name, probability), best first."""
+    """The k likeliest scenes as (class name, probability), best first; [] for a
+    model trained without scene labels."""
+    if not self.class_names:
+      return []
     order = np.argsort(probabilities)[::-1][:k]
     return [(self.class_names[i], float(probabilities[i])) for i in order]

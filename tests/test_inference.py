@@ -66,6 +66,8 @@ def test_style_image_lends_its_global_features(predictor):
   assert not np.allclose(styled.probabilities, plain.probabilities)
 
 
-def test_top_k_names_classes_best_first(predictor):
+def test_top_k_names_classes_best_first(predictor, tiny_config, tiny_variables):
   probabilities = np.array([0.1, 0.6, 0.05, 0.25])
   assert predictor.top_k(probabilities, 2) == [('b', 0.6), ('d', 0.25)]
+  unlabelled = inference.Predictor(tiny_variables, tiny_config.model, class_names=None)
+  assert unlabelled.top_k(probabilities, 2) == []
