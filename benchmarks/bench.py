@@ -1,0 +1,215 @@
+"""jaxcolor against the PyTorch peer on this machine, in one run: a table and a JSON line.
+
+  python benchmarks/bench.py                      # everything (~10 min on 2 cores)
+  python benchmarks/bench.py --sizes 224,512 --no-train --no-peer
+
+Rows: one-image inference of the paper-size network (fp32, random weights) at
+each size: median seconds, GFLOP/s (model.flops), fraction of the GEMM rate
+measured in this run, and the ratio to the peer's median (< 1 is faster);
+a batch-8 224x224 training step; compile time of a new resolution, cold and
+with the persistent compilation cache in a second process; peak RSS.
+The peer (../shared/peer) runs in its own process with its venv's python
+(--peer-python) when it is there.
+"""
+import argparse
+import json
+import os
+import pathlib
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from flax import jax_utils  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from configs import default  # noqa: E402
+from jaxcolor import inference  # noqa: E402
+from jaxcolor import model as model_lib  # noqa: E402
+from jaxcolor import train_step as step_lib  # noqa: E402
+
+PEER = ROOT.parent / 'shared' / 'peer'
+
+
+def median_time(fn, warmup, reps):
+  for _ in range(warmup):
+    jax.block_until_ready(fn())
+  times = []
+  for _ in range(reps):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def gemm_gflops(n=4096, reps=5):
+  """Best of numpy's and XLA's median fp32 n x n matmul rate."""
+  a = np.random.default_rng(0).standard_normal((n, n), np.float32)
+  a_jax = jnp.asarray(a)
+  matmul = jax.jit(jnp.matmul)
+  flop = 2 * n ** 3 / 1e9
+  return max(flop / median_time(lambda: a @ a, 1, reps),
+             flop / median_time(lambda: matmul(a_jax, a_jax), 1, reps))
+
+
+def paper_model_config():
+  config = default.get_config().model
+  config.num_classes = 205  # as the peer (Places205)
+  return config
+
+
+def paper_variables(model_config):
+  model = model_lib.from_config(model_config)
+  return jax.jit(model.init, static_argnames='train')(
+      jax.random.key(0), jnp.zeros((1, 224, 224, 1)), train=False)
+
+
+def network_fn(predictor):
+  """The network as the peer times it: rescale for the global path + forward."""
+  @jax.jit
+  def forward(variables, l_HxWx1):
+    size = predictor.global_size
+    shared = l_HxWx1.shape[:2] == (size, size)
+    l_global = None if shared else inference.resize_to_square(l_HxWx1, size)[None]
+    return predictor.model.apply(variables, l_HxWx1[None], l_global, train=False)
+  return forward
+
+
+def bench_inference(predictor, sizes, reps):
+  forward = network_fn(predictor)
+  rows = []
+  for size in sizes:
+    l = jnp.asarray(np.random.default_rng(size).random((size, size, 1), np.float32))
+    big = size >= 2048
+    seconds = median_time(lambda: forward(predictor.variables, l), 1, 3 if big else reps)
+    end_to_end = median_time(lambda: predictor(l[..., 0]).rgb, 1, 3 if big else reps)
+    rows.append({'size': size, 'median_s': seconds, 'end_to_end_s': end_to_end,
+                 'gflops': model_lib.flops(size, size) / seconds / 1e9})
+  return rows
+
+
+def bench_train(batch=8, size=224, reps=7):
+  config = default.get_config()
+  config.model.num_classes = 205
+  state = step_lib.create_train_state(config, jax.random.key(0))
+  p_train_step = step_lib.parallel(step_lib.train_step, config, donate=True,
+                                   devices=jax.devices()[:1])
+  rng = np.random.default_rng(0)
+  data = {'l': rng.random((1, batch, size, size, 1), np.float32),
+          'ab': rng.random((1, batch, size, size, 2), np.float32),
+          'label': rng.integers(0, 205, (1, batch)).astype(np.int32)}
+  state = jax_utils.replicate(state, jax.devices()[:1])
+  holder = [state]
+
+  def step():
+    holder[0], metrics = p_train_step(holder[0], data)
+    return metrics
+  seconds = median_time(step, 2, reps)
+  return {'batch': batch, 'median_step_s': seconds, 'img_per_s': batch / seconds}
+
+
+def child(args):
+  """Runs in a fresh process: compile time or peak memory of one colorization."""
+  predictor = inference.Predictor(paper_variables(paper_model_config()), paper_model_config())
+  l = np.random.default_rng(0).random((args.child_size, args.child_size), np.float32)
+  start = time.perf_counter()
+  predictor(l)
+  first = time.perf_counter() - start
+  start = time.perf_counter()
+  predictor(l)
+  second = time.perf_counter() - start
+  rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2 ** 20
+  print(json.dumps({'first_call_s': first, 'second_call_s': second, 'peak_rss_gb': rss_gb}))
+
+
+def run_child(size, env=None):
+  out = subprocess.run([sys.executable, __file__, '--child-size', str(size)],
+                       capture_output=True, text=True, env={**os.environ, **(env or {})},
+                       check=True).stdout
+  return json.loads(out.strip().splitlines()[-1])
+
+
+def run_peer(python, sizes, train):
+  args = [python, 'bench_torch.py', '--sizes', ','.join(map(str, sizes)), '--channels-last',
+          '--wait-quiet', '5', '--row-tries', '1']
+  if not train:
+    args.append('--no-train')
+  out = subprocess.run(args, cwd=PEER, capture_output=True, text=True, check=True).stdout
+  print(out.rstrip())
+  return json.loads(out.strip().splitlines()[-1])
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument('--sizes', default='224,512,1024,2048')
+  parser.add_argument('--reps', type=int, default=5)
+  parser.add_argument('--no-train', action='store_true')
+  parser.add_argument('--no-peer', action='store_true')
+  parser.add_argument('--no-child', action='store_true', help='skip compile / memory rows')
+  parser.add_argument('--memory-sizes', default='2048,4096')
+  parser.add_argument('--peer-python', default='/tmp/peer-venv/bin/python')
+  parser.add_argument('--child-size', type=int, help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.child_size:
+    return child(args)
+  sizes = [int(s) for s in args.sizes.split(',')]
+  result = {'jax': jax.__version__, 'device': jax.devices()[0].device_kind,
+            'date': time.strftime('%Y-%m-%d'), 'xla_flags': os.environ.get('XLA_FLAGS', '')}
+
+  peer = None
+  if not args.no_peer and PEER.is_dir() and pathlib.Path(args.peer_python).exists():
+    peer = run_peer(args.peer_python, sizes, not args.no_train)
+    result['peer'] = peer
+  peer_seconds = {r['size']: r['median_s'] for r in (peer or {}).get('infer', [])}
+
+  result['gemm_gflops'] = gemm = gemm_gflops()
+  predictor = inference.Predictor(paper_variables(paper_model_config()), paper_model_config())
+  rows = bench_inference(predictor, sizes, args.reps)
+  print(f'\njaxcolor {jax.__version__} on {result["device"]}; GEMM {gemm:.0f} GFLOP/s')
+  print(f'{"size":>5} {"net_s":>7} {"GF/s":>6} {"%GEMM":>6} {"peer_s":>7} {"ratio":>6} '
+        f'{"e2e_s":>7}')
+  for row in rows:
+    row['gemm_fraction'] = row['gflops'] / gemm
+    row['peer_s'] = peer_seconds.get(row['size'])
+    row['ratio_to_peer'] = row['peer_s'] and row['median_s'] / row['peer_s']
+    print(f'{row["size"]:>5} {row["median_s"]:7.3f} {row["gflops"]:6.1f} '
+          f'{100 * row["gemm_fraction"]:5.0f}% {row["peer_s"] or float("nan"):7.3f} '
+          f'{row["ratio_to_peer"] or float("nan"):6.2f} {row["end_to_end_s"]:7.3f}')
+  result['infer'] = rows
+
+  if not args.no_train:
+    train = bench_train()
+    peer_rate = (peer or {}).get('train', {}).get('img_per_s')
+    train['peer_img_per_s'] = peer_rate
+    train['ratio_to_peer'] = peer_rate and train['img_per_s'] / peer_rate
+    print(f'train b8 224: {train["median_step_s"]:.3f} s/step, {train["img_per_s"]:.2f} img/s'
+          + (f', peer {peer_rate:.2f} img/s, speed ratio {train["ratio_to_peer"]:.2f}x'
+             if peer_rate else ''))
+    result['train'] = train
+
+  if not args.no_child:
+    with tempfile.TemporaryDirectory() as cache:
+      env = {'JAX_COMPILATION_CACHE_DIR': cache}
+      cold, warm = run_child(512, env), run_child(512, env)
+    result['compile'] = {'size': 512, 'first_call_cold_s': cold['first_call_s'],
+                         'first_call_cached_s': warm['first_call_s'],
+                         'steady_call_s': cold['second_call_s']}
+    print(f'first call at 512: {cold["first_call_s"]:.2f} s cold, {warm["first_call_s"]:.2f} s '
+          f'from the persistent cache (steady state {cold["second_call_s"]:.2f} s)')
+    result['memory'] = []
+    for size in (int(s) for s in args.memory_sizes.split(',')):
+      rss = run_child(size)['peak_rss_gb']
+      result['memory'].append({'size': size, 'peak_rss_gb': rss})
+      print(f'peak RSS colorizing {size}x{size}: {rss:.2f} GB')
+  print(json.dumps(result))
+
+
+if __name__ == '__main__':
+  main()
