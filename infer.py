@@ -52,6 +52,7 @@ def main(argv=None):
   if args.checkpoint is None and not BUNDLED_MODEL.exists():
     print(NO_MODEL, file=sys.stderr)
     return 2
+  inference.enable_compilation_cache()
   try:
     predictor = inference.Predictor.from_checkpoint(checkpoint_dir)
     style_l = images.load_luminance(args.style, args.max_pixels).l if args.style else None

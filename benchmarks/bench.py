@@ -117,6 +117,7 @@ def bench_train(batch=8, size=224, reps=7):
 
 def child(args):
   """Runs in a fresh process: compile time or peak memory of one colorization."""
+  inference.enable_compilation_cache(os.environ.get('BENCH_CACHE_DIR'))
   predictor = inference.Predictor(paper_variables(paper_model_config()), paper_model_config())
   l = np.random.default_rng(0).random((args.child_size, args.child_size), np.float32)
   start = time.perf_counter()
@@ -196,7 +197,7 @@ def main():
 
   if not args.no_child:
     with tempfile.TemporaryDirectory() as cache:
-      env = {'JAX_COMPILATION_CACHE_DIR': cache}
+      env = {'BENCH_CACHE_DIR': cache}
       cold, warm = run_child(512, env), run_child(512, env)
     result['compile'] = {'size': 512, 'first_call_cold_s': cold['first_call_s'],
                          'first_call_cached_s': warm['first_call_s'],
@@ -205,7 +206,7 @@ def main():
           f'from the persistent cache (steady state {cold["second_call_s"]:.2f} s)')
     result['memory'] = []
     for size in (int(s) for s in args.memory_sizes.split(',')):
-      rss = run_child(size)['peak_rss_gb']
+      rss = run_child(size, {'JAXCOLOR_CACHE_DIR': ''})['peak_rss_gb']
       result['memory'].append({'size': size, 'peak_rss_gb': rss})
       print(f'peak RSS colorizing {size}x{size}: {rss:.2f} GB')
   print(json.dumps(result))

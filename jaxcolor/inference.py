@@ -7,6 +7,8 @@ full-resolution L. The jitted function retraces once per input resolution.
 """
 import dataclasses
 import functools
+import os
+import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +17,17 @@ import numpy as np
 from jaxcolor import checkpoint
 from jaxcolor import color
 from jaxcolor import model as model_lib
+
+
+def enable_compilation_cache(directory=None):
+  """Keeps compiled programs on disk, so a later run at a resolution it has seen
+  skips XLA compilation. Default: $JAXCOLOR_CACHE_DIR, else ~/.cache/jaxcolor/xla;
+  JAXCOLOR_CACHE_DIR='' turns it off."""
+  directory = directory or os.environ.get(
+      'JAXCOLOR_CACHE_DIR', pathlib.Path.home() / '.cache' / 'jaxcolor' / 'xla')
+  if directory:
+    jax.config.update('jax_compilation_cache_dir', str(directory))
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
 
 
 @dataclasses.dataclass

@@ -12,6 +12,7 @@ os.environ['XLA_FLAGS'] = ' '.join([
 ]).strip()
 # Tests (and the processes they start) compile the same tiny steps many times.
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='jaxcolor-xla-'))
+os.environ.setdefault('JAXCOLOR_CACHE_DIR', os.environ['JAX_COMPILATION_CACHE_DIR'])  # infer.py's
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
