@@ -5,7 +5,6 @@
   python infer.py --image portrait.jpg --style sunset.jpg --side-by-side
 """
 import argparse
-import pathlib
 import sys
 
 from absl import logging
@@ -15,10 +14,8 @@ from jaxcolor import checkpoint
 from jaxcolor import images
 from jaxcolor import inference
 
-# Where a trained model ships inside the package.
-BUNDLED_MODEL = pathlib.Path(__file__).parent / 'jaxcolor' / 'assets' / 'model'
 NO_MODEL = f"""error: no trained model is available: this copy of jaxcolor has none bundled
-({BUNDLED_MODEL} is missing) and --checkpoint was not given.
+({checkpoint.BUNDLED} is missing) and --checkpoint was not given.
 Train one on a folder of colour photos and point --checkpoint at its workdir:
   python train.py --config configs/folder.py --workdir runs/mine --config.data.folder=PHOTOS
   python infer.py --image photo.jpg --checkpoint runs/mine/checkpoints"""
@@ -48,8 +45,8 @@ def parse_args(argv):
 def main(argv=None):
   args = parse_args(argv)
   logging.set_verbosity(logging.ERROR)  # orbax's informational chatter
-  checkpoint_dir = args.checkpoint or BUNDLED_MODEL
-  if args.checkpoint is None and not BUNDLED_MODEL.exists():
+  checkpoint_dir = args.checkpoint or checkpoint.BUNDLED
+  if args.checkpoint is None and not checkpoint.BUNDLED.exists():
     print(NO_MODEL, file=sys.stderr)
     return 2
   inference.enable_compilation_cache()

@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 
+from jaxcolor import color
 from jaxcolor import images
 
 DEFAULT_OUTPUT = 'colorized'
@@ -94,7 +95,7 @@ def colorize_files(predictor, plan, style_l=None, top_k=0, side_by_side=False,
       prediction = predictor(loaded.l, style_l)
       rgb = prediction.rgb
       if side_by_side:
-        rgb = np.concatenate([images.grey_rgb(loaded.l), rgb], axis=1)
+        rgb = np.concatenate([color.grey_rgb(loaded.l), rgb], axis=1)
       target.parent.mkdir(parents=True, exist_ok=True)
       images.save_rgb(rgb, target, overwrite)
     except images.ImageError as e:

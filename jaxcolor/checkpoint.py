@@ -17,6 +17,8 @@ from jaxcolor import model as model_lib
 
 MODEL = 'model'
 META = 'meta'
+# The trained model that ships inside the package (see MODEL.md).
+BUNDLED = pathlib.Path(__file__).parent / 'assets' / 'model'
 
 
 class CheckpointError(ValueError):

@@ -78,3 +78,15 @@ def network_to_rgb(l01, ab01):
   xp = _xp(l01)
   lab = xp.concatenate([l01 * L_MAX, denormalize_ab(ab01)], axis=-1)
   return lab_to_rgb(lab)
+
+
+def grey_rgb(l01):
+  """L* scaled to [0, 1] (any shape) -> the neutral sRGB grey (..., 3) of that
+  lightness, with R = G = B exactly."""
+  xp = _xp(l01)
+  fy = (l01 * L_MAX + 16.0) / 116.0
+  luminance = xp.where(fy > 0.2068966, fy ** 3, (fy - 16.0 / 116.0) / _KAPPA)
+  value = xp.where(luminance > 0.0031308,
+                   1.055 * xp.maximum(luminance, 0.0031308) ** (1 / 2.4) - 0.055,
+                   12.92 * luminance)
+  return xp.repeat(xp.clip(value, 0.0, 1.0)[..., None], 3, axis=-1)

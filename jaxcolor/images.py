@@ -100,12 +100,6 @@ def to_uint8(rgb):
   return (np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def grey_rgb(l_HxW):
-  """L in [0, 1] -> the neutral grey sRGB image with that lightness."""
-  l = l_HxW[..., None]
-  return color.network_to_rgb(l, np.full(l.shape[:-1] + (2,), 0.5, l.dtype))
-
-
 def output_format(path):
   """The Pillow format for an output path's extension, or None if not writable."""
   return WRITABLE.get(pathlib.Path(path).suffix.lower())

@@ -50,3 +50,10 @@ def test_grey_is_the_middle_of_the_ab_range():
   l01, ab01 = color.rgb_to_network(np.full((2, 2, 3), 0.5))
   np.testing.assert_allclose(ab01, 0.5, atol=2e-5)  # CIE rounding
   np.testing.assert_allclose(l01, skcolor.rgb2lab(np.full((1, 1, 3), 0.5))[0, 0, 0] / 100)
+
+
+def test_grey_of_a_lightness_is_neutral_with_that_lightness():
+  l01 = np.linspace(0, 1, 101)
+  grey = color.grey_rgb(l01)
+  assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
+  np.testing.assert_allclose(skcolor.rgb2lab(grey[None])[0, :, 0] / 100, l01, atol=1e-6)

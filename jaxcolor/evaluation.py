@@ -1,0 +1,142 @@
+"""Scoring colorizations against the colour originals (protocol: docs/EVALUATION.md).
+
+Each colour photo is reduced to its L*, colorized, and compared with the
+original in sRGB. Two baselines are scored on the same photos: greyscale
+(a* = b* = 0) and one constant a*b* (the mean over all evaluated pixels).
+"""
+import dataclasses
+import pathlib
+
+import numpy as np
+from PIL import Image
+
+from jaxcolor import color
+from jaxcolor import images
+
+# Photos are scored at their own size, shrunk (Lanczos) to this longest side.
+MAX_SIDE = 512
+_SSIM_SIGMA, _SSIM_RADIUS = 1.5, 5  # Wang et al. 2004: 11x11 Gaussian, sigma 1.5
+
+
+def psnr(a, b):
+  """PSNR in dB of two sRGB images in [0, 1] (mean squared error over all values)."""
+  mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2)
+  return float('inf') if mse == 0 else float(10 * np.log10(1.0 / mse))
+
+
+def _gaussian_blur(x_HxWxC):
+  """Separable Gaussian filter, valid region only (as SSIM's reference code)."""
+  t = np.arange(-_SSIM_RADIUS, _SSIM_RADIUS + 1)
+  kernel = np.exp(-t ** 2 / (2 * _SSIM_SIGMA ** 2))
+  kernel /= kernel.sum()
+  size = len(kernel)
+  h, w = x_HxWxC.shape[:2]
+  rows = sum(k * x_HxWxC[i:h - size + 1 + i] for i, k in enumerate(kernel))
+  return sum(k * rows[:, i:w - size + 1 + i] for i, k in enumerate(kernel))
+
+
+def ssim(a, b):
+  """Mean SSIM (11x11 Gaussian window, sigma 1.5, per channel) of two images in [0, 1]."""
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  c1, c2 = 0.01 ** 2, 0.03 ** 2
+  mu_a, mu_b = _gaussian_blur(a), _gaussian_blur(b)
+  var_a = _gaussian_blur(a * a) - mu_a ** 2
+  var_b = _gaussian_blur(b * b) - mu_b ** 2
+  cov = _gaussian_blur(a * b) - mu_a * mu_b
+  ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2) /
+              ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2)))
+  return float(ssim_map.mean())
+
+
+def colourfulness(rgb):
+  """Hasler and Suesstrunk 2003 colourfulness of an sRGB image in [0, 1] (0-255 scale)."""
+  r, g, b = np.moveaxis(np.asarray(rgb, np.float64) * 255.0, -1, 0)
+  rg, yb = r - g, 0.5 * (r + g) - b
+  return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+
+def scores(output, truth):
+  return {'psnr': psnr(output, truth), 'ssim': ssim(output, truth),
+          'colourfulness': colourfulness(output)}
+
+
+@dataclasses.dataclass
+class Photo:
+  path: pathlib.Path
+  rgb: np.ndarray  # H x W x 3 float64 sRGB in [0, 1], at most MAX_SIDE
+  label: str | None  # the parent folder's name
+
+
+def load_colour_photos(folder, max_side=MAX_SIDE):
+  """Colour photos under `folder` (recursively); returns (photos, skipped messages)."""
+  photos, skipped = [], []
+  for path in sorted(pathlib.Path(folder).rglob('*')):
+    if not path.is_file() or path.suffix.lower() not in images.READABLE:
+      continue
+    try:
+      with Image.open(path) as image:
+        image = image.convert('RGB')
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        rgb = np.asarray(image, np.float64) / 255.0
+    except (OSError, ValueError) as e:
+      skipped.append(f'{path}: unreadable ({e})')
+      continue
+    if (rgb.max(-1) - rgb.min(-1)).mean() * 255 < images.GREY_SPREAD:
+      skipped.append(f'{path}: greyscale, no colour to compare with')
+      continue
+    photos.append(Photo(path, rgb, path.parent.name))
+  return photos, skipped
+
+
+def evaluate(predictor, photos):
+  """Per-photo scores of the model and both baselines, and their means."""
+  labs = [color.rgb_to_lab(p.rgb) for p in photos]
+  mean_ab = np.concatenate([lab[..., 1:].reshape(-1, 2) for lab in labs]).mean(axis=0)
+  per_photo, outputs = [], []
+  for photo, lab in zip(photos, labs):
+    l01 = color.normalize_l(lab[..., 0]).astype(np.float32)
+    prediction = predictor(l01)
+    constant = np.concatenate([lab[..., :1], np.broadcast_to(mean_ab, lab.shape[:2] + (2,))], -1)
+    row = {'file': str(photo.path), 'size': list(photo.rgb.shape[:2]),
+           'model': scores(prediction.rgb, photo.rgb),
+           'greyscale': scores(color.grey_rgb(l01.astype(np.float64)), photo.rgb),
+           'mean_ab': scores(color.lab_to_rgb(constant), photo.rgb),
+           'ground_truth_colourfulness': colourfulness(photo.rgb)}
+    top = predictor.top_k(prediction.probabilities, 1)
+    if top and photo.label in predictor.class_names:
+      row['label'], row['predicted'] = photo.label, top[0][0]
+    per_photo.append(row)
+    outputs.append(prediction.rgb)
+  return summarize(per_photo, mean_ab), outputs
+
+
+def summarize(per_photo, mean_ab):
+  """Means over photos of every score, and scene accuracy where labels exist."""
+  summary = {'photos': len(per_photo), 'mean_ab': [float(x) for x in mean_ab]}
+  for method in ('model', 'greyscale', 'mean_ab'):
+    summary[method] = {k: float(np.mean([row[method][k] for row in per_photo]))
+                       for k in ('psnr', 'ssim', 'colourfulness')}
+  summary['ground_truth'] = {'colourfulness': float(np.mean(
+      [row['ground_truth_colourfulness'] for row in per_photo]))}
+  labelled = [row for row in per_photo if 'label' in row]
+  if labelled:
+    summary['model']['scene_accuracy'] = float(np.mean(
+        [row['label'] == row['predicted'] for row in labelled]))
+  return {'summary': summary, 'per_photo': per_photo}
+
+
+def contact_sheet(photos, outputs, path, rows=24, height=160):
+  """A PNG grid, one photo per row: grey input | colorized | original."""
+  tiles = []
+  for photo, output in list(zip(photos, outputs))[:rows]:
+    l01 = color.normalize_l(color.rgb_to_lab(photo.rgb)[..., 0])
+    row = np.concatenate([color.grey_rgb(l01), output, photo.rgb], axis=1)
+    image = Image.fromarray(images.to_uint8(row))
+    width = round(image.width * height / image.height)
+    tiles.append(image.resize((width, height), Image.Resampling.LANCZOS))
+  sheet = Image.new('RGB', (max(t.width for t in tiles), sum(t.height for t in tiles)), 'white')
+  top = 0
+  for tile in tiles:
+    sheet.paste(tile, (0, top))
+    top += tile.height
+  sheet.save(path)
