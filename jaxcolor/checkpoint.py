@@ -1,5 +1,7 @@
 """Orbax checkpoints of a model: weights, BatchNorm statistics and what built them.
 
+  python -m jaxcolor.checkpoint runs/mine/checkpoints exported/   # standalone copy of a model
+
 A checkpoint is a folder with (at least) two orbax items:
   model/  {'params', 'batch_stats'} as saved by StandardSave
   meta/   JSON: {'model': the config's model section, 'class_names': [...], 'step': N}
@@ -122,3 +124,15 @@ def load(path, model_config=None):
   except Exception as e:
     raise CheckpointError(f'{path / MODEL}: damaged checkpoint ({e})') from e
   return variables, model_config, meta.get('class_names') or None
+
+
+def export(source, destination):
+  """Writes the model of a (training) checkpoint as a standalone checkpoint folder."""
+  variables, model_config, class_names = load(source)
+  save(destination, variables, model_config, class_names, read_meta(source)['step'])
+
+
+if __name__ == '__main__':
+  import sys
+  export(*sys.argv[1:3])
+  print(f'wrote {sys.argv[2]}')

@@ -41,6 +41,8 @@ def load_luminance(path, max_pixels=MAX_PIXELS):
   path = pathlib.Path(path)
   notes = []
   try:
+    if path.is_file() and path.stat().st_size == 0:
+      raise ImageError(f'{path}: empty file (0 bytes)')
     with Image.open(path) as image:
       width, height = image.size
       if width * height > max_pixels:
@@ -61,7 +63,9 @@ def load_luminance(path, max_pixels=MAX_PIXELS):
     raise ImageError(f'{path}: permission denied') from None
   except UnidentifiedImageError:
     raise ImageError(f'{path}: not an image file Pillow can read') from None
-  except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+  except Image.DecompressionBombError as e:
+    raise ImageError(f'{path}: refused, too many pixels ({e})') from None
+  except (OSError, SyntaxError, ValueError) as e:
     raise ImageError(f'{path}: damaged or unsupported image ({e})') from None
   spread = (rgb.max(axis=-1) - rgb.min(axis=-1)).mean() * 255
   lab = color.rgb_to_lab(rgb)

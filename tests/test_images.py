@@ -1,0 +1,130 @@
+"""Reading awkward image files into luminance: a result or one clear error."""
+import struct
+import time
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import photo
+from jaxcolor import color
+from jaxcolor import images
+
+GREY = photo('chelsea')[:40, :60].mean(axis=-1).astype(np.uint8)  # H x W
+
+
+def expected_l(grey_uint8):
+  return color.normalize_l(color.rgb_to_lab(np.repeat(grey_uint8[..., None], 3, -1) / 255.0)[..., 0])
+
+
+def write(tmp_path, name, image, **options):
+  path = tmp_path / name
+  image.save(path, **options)
+  return path
+
+
+@pytest.mark.parametrize('mode,suffix', [('L', '.png'), ('RGB', '.jpg'), ('CMYK', '.jpg'),
+                                         ('RGBA', '.png'), ('LA', '.png'), ('1', '.png'),
+                                         ('P', '.png'), ('L', '.tif'), ('RGB', '.bmp')])
+def test_modes_and_formats(tmp_path, mode, suffix):
+  path = write(tmp_path, f'photo {mode} é{suffix}', Image.fromarray(GREY).convert(mode))
+  loaded = images.load_luminance(path)
+  assert loaded.l.shape == GREY.shape and loaded.l.dtype == np.float32
+  assert 0.0 <= loaded.l.min() and loaded.l.max() <= 1.0
+  if mode in ('L', 'RGBA', 'LA', 'P') and suffix != '.jpg':
+    np.testing.assert_allclose(loaded.l, expected_l(GREY), atol=1e-5)
+  assert not loaded.had_colour
+
+
+@pytest.mark.parametrize('suffix', ['.png', '.tif'])
+def test_sixteen_bit_greys_keep_their_precision(tmp_path, suffix):
+  grey16 = (GREY.astype(np.uint16) * 257 + 100)
+  path = write(tmp_path, f'deep{suffix}', Image.fromarray(grey16))
+  loaded = images.load_luminance(path)
+  l_expected = color.normalize_l(color.rgb_to_lab(
+      np.repeat(grey16[..., None] / 65535.0, 3, -1))[..., 0])
+  np.testing.assert_allclose(loaded.l, l_expected, atol=1e-5)
+
+
+def test_transparency_is_composited_over_white(tmp_path):
+  rgba = np.zeros((4, 4, 4), np.uint8)  # fully transparent black
+  loaded = images.load_luminance(write(tmp_path, 'clear.png', Image.fromarray(rgba)))
+  np.testing.assert_allclose(loaded.l, 1.0, atol=1e-4)
+  palette = Image.fromarray(GREY).convert('P')
+  path = write(tmp_path, 'palette.png', palette, transparency=int(np.asarray(palette)[0, 0]))
+  assert images.load_luminance(path).l[0, 0] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_exif_orientation_is_honoured(tmp_path):
+  exif = Image.Exif()
+  exif[0x0112] = 6  # stored sideways: rotate 90 degrees clockwise to view
+  path = write(tmp_path, 'rotated.jpg', Image.fromarray(GREY), exif=exif)
+  assert images.load_luminance(path).l.shape == (GREY.shape[1], GREY.shape[0])
+
+
+def test_colour_photo_is_flagged(tmp_path):
+  loaded = images.load_luminance(write(tmp_path, 'colour.png', Image.fromarray(photo('coffee'))))
+  assert loaded.had_colour
+
+
+@pytest.mark.parametrize('size', [(1, 1), (7, 5)])
+def test_tiny_images(tmp_path, size):
+  path = write(tmp_path, 'tiny.png', Image.new('L', size, 128))
+  assert images.load_luminance(path).l.shape == size[::-1]
+
+
+@pytest.mark.parametrize('suffix', ['.gif', '.tif'])
+def test_several_frames_use_the_first_and_say_so(tmp_path, suffix):
+  frames = [Image.new('L', (8, 6), 0), Image.new('L', (8, 6), 255)]
+  path = write(tmp_path, f'frames{suffix}', frames[0], save_all=True, append_images=frames[1:])
+  loaded = images.load_luminance(path)
+  assert loaded.l.max() < 0.01  # the black first frame
+  assert any('2 frames' in note and 'first' in note for note in loaded.notes)
+
+
+def png_header_claiming(width, height):
+  """A PNG whose header claims width x height pixels (the data is a few bytes)."""
+  def chunk(kind, data):
+    return struct.pack('>I', len(data)) + kind + data + struct.pack(
+        '>I', zlib.crc32(kind + data) & 0xffffffff)
+  ihdr = struct.pack('>IIBBBBB', width, height, 8, 0, 0, 0, 0)
+  return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', ihdr) +
+          chunk(b'IDAT', zlib.compress(b'\x00' * 16)) + chunk(b'IEND', b''))
+
+
+@pytest.mark.parametrize('side', [100_000, 9_000])
+def test_huge_header_is_refused_quickly(tmp_path, side):
+  path = tmp_path / 'bomb.png'
+  path.write_bytes(png_header_claiming(side, side))
+  start = time.perf_counter()
+  with pytest.raises(images.ImageError, match='bomb.png: .*(limit|too many pixels)'):
+    images.load_luminance(path)
+  assert time.perf_counter() - start < 1.0
+
+
+@pytest.mark.parametrize('name,content,problem', [
+    ('empty.jpg', b'', 'empty file'),
+    ('random.jpg', bytes(range(256)) * 4, 'not an image'),
+    ('truncated.png', None, 'damaged'),
+])
+def test_broken_files_name_the_file_and_the_problem(tmp_path, name, content, problem):
+  path = tmp_path / name
+  if content is None:
+    write(tmp_path, name, Image.fromarray(GREY))
+    content = path.read_bytes()[:60]
+  path.write_bytes(content)
+  with pytest.raises(images.ImageError, match=f'{name}: .*{problem}'):
+    images.load_luminance(path)
+
+
+def test_png_named_jpg_is_read_by_its_content(tmp_path):
+  path = write(tmp_path, 'actually_png.jpg', Image.fromarray(GREY), format='PNG')
+  np.testing.assert_allclose(images.load_luminance(path).l, expected_l(GREY), atol=1e-5)
+
+
+def test_missing_file_and_folder(tmp_path):
+  with pytest.raises(images.ImageError, match='no such file'):
+    images.load_luminance(tmp_path / 'nothing.jpg')
+  with pytest.raises(images.ImageError, match='is a folder'):
+    images.load_luminance(tmp_path)
