@@ -9,6 +9,7 @@ JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID). Rerunning a command
 resumes from the newest checkpoint in its workdir.
 """
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -16,6 +17,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from jaxcolor import checkpoint
 from jaxcolor import trainer
 
 FLAGS = flags.FLAGS
@@ -42,7 +44,11 @@ def main(argv):
   print(f'process {jax.process_index()} of {jax.process_count()}: '
         f'{jax.local_device_count()} local / {jax.device_count()} global '
         f'{jax.devices()[0].platform} devices', flush=True)
-  state = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  try:
+    state = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except (trainer.TrainingDiverged, checkpoint.CheckpointError) as e:
+    print(f'error: {e}', file=sys.stderr, flush=True)
+    return 1
   # Every process says what it ended with, so hosts can be checked to agree.
   print(f'process {jax.process_index()}: finished at step {int(state.step)}, weights '
         f'fingerprint {trainer.fingerprint(state)}', flush=True)

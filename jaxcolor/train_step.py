@@ -102,7 +102,10 @@ def train_step(state, batch, *, alpha, global_size):
   # BatchNorm already averages over AXIS; the pmean makes replicas bit-identical.
   state = state.apply_gradients(grads=grads,
                                 batch_stats=jax.lax.pmean(batch_stats, AXIS))
-  return state, summarize(jax.lax.psum(sums, AXIS), alpha)
+  metrics = summarize(jax.lax.psum(sums, AXIS), alpha)
+  metrics['grad_norm'] = optax.global_norm(grads)
+  metrics['param_norm'] = optax.global_norm(state.params)  # of the updated weights
+  return state, metrics
 
 
 def eval_step(state, batch, *, alpha, global_size):

@@ -5,17 +5,21 @@ Everything lands in the workdir:
   metrics.jsonl         one JSON object per logged step and per evaluation
   curves.png            training and validation curves (written at the end)
   profile/              jax.profiler trace, when config.profile_steps is set
-Running the same command again resumes from the newest checkpoint.
+Running the same command again resumes from the newest checkpoint. SIGTERM
+saves a checkpoint and stops; a non-finite loss stops without saving.
 """
 import hashlib
 import json
+import math
 import pathlib
+import signal
 import time
 
 from absl import logging
 from flax import jax_utils
 import grain
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
 
@@ -139,8 +143,53 @@ def fingerprint(state):
   return digest.hexdigest()[:16]
 
 
+class TrainingDiverged(RuntimeError):
+  """The loss or the gradients stopped being finite numbers."""
+
+
+class Preemption:
+  """Notices SIGTERM (the preemption signal). With several processes JAX's
+  distributed runtime owns SIGTERM and all processes agree on the step to stop."""
+
+  def __init__(self):
+    self.requested = False
+    self.previous = None
+    if jax.process_count() == 1:
+      self.previous = signal.signal(signal.SIGTERM, self._request)
+
+  def _request(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def reached(self, step):
+    if jax.process_count() > 1:
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self.requested
+
+  def close(self):
+    if self.previous is not None:
+      signal.signal(signal.SIGTERM, self.previous)
+
+
+def _check_finite(metrics, step, manager):
+  """Raises TrainingDiverged (before anything is saved) on a non-finite loss, gradient
+  or weight norm."""
+  values = {k: float(metrics[k][0]) for k in ('loss', 'grad_norm', 'param_norm')}
+  if not all(math.isfinite(v) for v in values.values()):
+    raise TrainingDiverged(
+        f'training diverged at step {step} (loss {values["loss"]}, gradient norm '
+        f'{values["grad_norm"]}, weight norm {values["param_norm"]}); nothing was saved from '
+        f'it. The last good checkpoint, step {manager.latest_step()}, is in '
+        f'{manager.directory}. Lower --config.learning_rate or look for broken data, then '
+        'rerun to resume from it.')
+
+
 def train_and_evaluate(config, workdir):
-  """Trains `config` in `workdir` until config.num_train_steps; returns the final state."""
+  """Trains `config` in `workdir` until config.num_train_steps; returns the final state.
+
+  Resumes from the newest checkpoint in the workdir. On SIGTERM it saves a
+  checkpoint and returns early; on a non-finite loss it raises TrainingDiverged.
+  """
   workdir = pathlib.Path(workdir).expanduser().absolute()
   workdir.mkdir(parents=True, exist_ok=True)
   train_source, val_source, info = input_pipeline.build_datasets(config)
@@ -153,33 +202,42 @@ def train_and_evaluate(config, workdir):
   options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True)
   manager = ocp.CheckpointManager(workdir / 'checkpoints', options=options)
   state = _restore(manager, state, data_iterator)
-  first_step = int(state.step) + 1
 
   p_train_step = step_lib.parallel(step_lib.train_step, config, donate=True)
   p_eval_step = step_lib.parallel(step_lib.eval_step, config)
   state = jax_utils.replicate(state)
   logger = Logger(workdir, config.num_train_steps, config.batch_size)
+  preemption = Preemption()
   profile_first, profile_last = config.profile_steps
-  for step in range(first_step, config.num_train_steps + 1):
-    if step == profile_first:
-      jax.profiler.start_trace(str(workdir / 'profile'), create_perfetto_trace=True)
-    with jax.profiler.StepTraceAnnotation('train', step_num=step):
-      state, metrics = p_train_step(state, _device_batch(next(data_iterator)))
-    if jax.process_count() > 1:
-      # Several CPU processes deadlock when many steps are queued: wait for each.
-      metrics = jax.block_until_ready(metrics)
-    if step == profile_last:
-      jax.profiler.stop_trace()
-    last = step == config.num_train_steps
-    if step % config.log_every_steps == 0 or last:
-      logger.train(step, {k: float(v[0]) for k, v in metrics.items()})
-    if val_source is not None and (step % config.eval_every_steps == 0 or last):
-      logger.eval(step, evaluate(p_eval_step, state, val_source, config))
-    if step % config.checkpoint_every_steps == 0 or last:
-      _save(manager, step, state, data_iterator, model_config, info.class_names)
-      logger.restart_clock(step)
-  manager.wait_until_finished()
-  manager.close()
+  try:
+    for step in range(int(state.step[0]) + 1, config.num_train_steps + 1):
+      if step == profile_first:
+        jax.profiler.start_trace(str(workdir / 'profile'), create_perfetto_trace=True)
+      with jax.profiler.StepTraceAnnotation('train', step_num=step):
+        state, metrics = p_train_step(state, _device_batch(next(data_iterator)))
+      if jax.process_count() > 1:
+        # Several CPU processes deadlock when many steps are queued: wait for each.
+        metrics = jax.block_until_ready(metrics)
+      if step == profile_last:
+        jax.profiler.stop_trace()
+      stop = step == config.num_train_steps or preemption.reached(step)
+      if step % config.log_every_steps == 0 or step % config.checkpoint_every_steps == 0 or stop:
+        _check_finite(metrics, step, manager)
+      if step % config.log_every_steps == 0 or stop:
+        logger.train(step, {k: float(v[0]) for k, v in metrics.items()})
+      if val_source is not None and (step % config.eval_every_steps == 0 or stop):
+        logger.eval(step, evaluate(p_eval_step, state, val_source, config))
+      if step % config.checkpoint_every_steps == 0 or stop:
+        _save(manager, step, state, data_iterator, model_config, info.class_names)
+        logger.restart_clock(step)
+      if stop and step < config.num_train_steps:
+        logger.say(f'stopped by SIGTERM at step {step}; checkpoint saved in '
+                   f'{manager.directory}. Rerun the same command to resume.')
+        break
+  finally:
+    preemption.close()
+    manager.wait_until_finished()
+    manager.close()
   if jax.process_index() == 0 and logger.path.exists():
     plots.plot_curves(logger.path, workdir / 'curves.png')
   return jax.device_get(jax_utils.unreplicate(state))
