@@ -1,4 +1,6 @@
 """Orbax checkpoints: round trip, training-folder layout, clear errors."""
+import shutil
+
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -54,3 +56,15 @@ def test_folder_that_is_not_a_checkpoint(tmp_path):
     checkpoint.load(tmp_path)
   with pytest.raises(checkpoint.CheckpointError, match='no such checkpoint folder'):
     checkpoint.load(tmp_path / 'missing')
+
+
+def test_truncated_checkpoint_is_a_clear_error(tmp_path, tiny_checkpoint):
+  damaged = tmp_path / 'damaged'
+  shutil.copytree(tiny_checkpoint, damaged)
+  for data_file in (damaged / checkpoint.MODEL).rglob('d/*'):
+    data_file.write_bytes(data_file.read_bytes()[:10])
+  with pytest.raises(checkpoint.CheckpointError, match='damaged'):
+    checkpoint.load(damaged)
+  shutil.rmtree(damaged / checkpoint.META)
+  with pytest.raises(checkpoint.CheckpointError, match='not a jaxcolor checkpoint'):
+    checkpoint.load(damaged)

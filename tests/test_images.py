@@ -128,3 +128,12 @@ def test_missing_file_and_folder(tmp_path):
     images.load_luminance(tmp_path / 'nothing.jpg')
   with pytest.raises(images.ImageError, match='is a folder'):
     images.load_luminance(tmp_path)
+
+
+def test_corrupt_exif_block_is_ignored_with_a_note(tmp_path):
+  # An Exif block whose TIFF header is garbage, as in real damaged scans.
+  garbage = b'\xff\xff\xbeZ\x17#\xff\xff' + b'\x00' * 32
+  path = write(tmp_path, 'scan.png', Image.fromarray(GREY), exif=garbage)
+  loaded = images.load_luminance(path)
+  np.testing.assert_allclose(loaded.l, expected_l(GREY), atol=1e-5)
+  assert any('scan.png: unreadable EXIF data' in note for note in loaded.notes)

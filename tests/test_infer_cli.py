@@ -88,3 +88,14 @@ def test_without_a_model_says_how_to_get_one(photos, tmp_path):
   assert 'no trained model is available' in result.stderr
   assert 'train.py' in result.stderr
   assert not (tmp_path / 'colorized').exists()
+
+
+def test_output_folder_that_cannot_be_written(photos, tiny_checkpoint, tmp_path):
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('not a folder')
+  result = run_infer('--image', photos / 'chelsea.png', photos / 'astronaut.jpg',
+                     '--checkpoint', tiny_checkpoint, '--output', blocker / 'out')
+  assert result.returncode == 1
+  errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
+  assert len(errors) == 2 and all('cannot write' in e for e in errors), result.stderr
+  assert blocker.read_text() == 'not a folder'
