@@ -1,5 +1,6 @@
 """infer.py end to end, in a subprocess, on real photo files."""
 import hashlib
+import io
 import os
 import pathlib
 import subprocess
@@ -9,6 +10,8 @@ import pytest
 from PIL import Image
 
 from conftest import photo
+from jaxcolor import batch
+from jaxcolor import inference
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -99,3 +102,14 @@ def test_output_folder_that_cannot_be_written(photos, tiny_checkpoint, tmp_path)
   errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
   assert len(errors) == 2 and all('cannot write' in e for e in errors), result.stderr
   assert blocker.read_text() == 'not a folder'
+
+
+def test_an_input_is_never_an_output(photos, tiny_config, tiny_variables):
+  predictor = inference.Predictor(tiny_variables, tiny_config.model)
+  source = photos / 'chelsea.png'
+  before = source.read_bytes()
+  messages = io.StringIO()
+  failures = batch.colorize_files(predictor, {source: source}, overwrite=True,
+                                  reporter=batch.Reporter(1, messages), out=io.StringIO())
+  assert failures == 1 and 'is one of the inputs' in messages.getvalue()
+  assert source.read_bytes() == before
