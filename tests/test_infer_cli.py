@@ -10,7 +10,9 @@ import pytest
 from PIL import Image
 
 from conftest import photo
+import infer
 from jaxcolor import batch
+from jaxcolor import checkpoint
 from jaxcolor import inference
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -83,13 +85,13 @@ def test_default_output_folder(photos, tiny_checkpoint, tmp_path):
   assert Image.open(tmp_path / 'colorized' / 'chelsea.png').size == (90, 61)
 
 
-def test_without_a_model_says_how_to_get_one(photos, tmp_path):
-  if (ROOT / 'jaxcolor' / 'assets' / 'model').exists():
-    pytest.skip('a trained model is bundled')
-  result = run_infer('--image', photos / 'chelsea.png', cwd=tmp_path)
-  assert result.returncode == 2
-  assert 'no trained model is available' in result.stderr
-  assert 'train.py' in result.stderr
+def test_without_a_model_says_how_to_get_one(photos, tmp_path, monkeypatch, capsys):
+  """A copy of jaxcolor without its bundled model (e.g. a stripped install)."""
+  monkeypatch.setattr(checkpoint, 'BUNDLED', tmp_path / 'no_model_here')
+  monkeypatch.chdir(tmp_path)
+  assert infer.main(['--image', str(photos / 'chelsea.png')]) == 2
+  message = capsys.readouterr().err
+  assert 'no trained model is available' in message and 'train.py' in message
   assert not (tmp_path / 'colorized').exists()
 
 
