@@ -62,6 +62,14 @@ class Logger:
     self.total_steps, self.batch_size = total_steps, batch_size
     self.last_time, self.last_step = time.time(), None
 
+  def forget_after(self, step):
+    """Drops records of steps after `step` (logged by a run killed before saving them)."""
+    if jax.process_index() == 0 and self.path.exists():
+      lines = self.path.read_text().splitlines(keepends=True)
+      kept = self.path.with_suffix('.jsonl.tmp')
+      kept.write_text(''.join(line for line in lines if json.loads(line)['step'] <= step))
+      kept.replace(self.path)  # atomic: a crash here leaves the old file
+
   def write(self, record):
     if jax.process_index() == 0:
       with self.path.open('a') as f:
@@ -207,6 +215,7 @@ def train_and_evaluate(config, workdir):
   p_eval_step = step_lib.parallel(step_lib.eval_step, config)
   state = jax_utils.replicate(state)
   logger = Logger(workdir, config.num_train_steps, config.batch_size)
+  logger.forget_after(int(state.step[0]))
   preemption = Preemption()
   profile_first, profile_last = config.profile_steps
   try:

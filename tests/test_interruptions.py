@@ -1,4 +1,5 @@
 """Interrupted and failing training runs: real train.py processes, real signals."""
+import json
 import os
 import pathlib
 import re
@@ -83,6 +84,8 @@ def test_sigterm_then_sigkill_then_resume_end_like_a_straight_run(train_config, 
   code, output = run(train_config, workdir)
   assert code == 0, output[-3000:]
   assert 'Resuming from step' in output
+  steps = [json.loads(line)['step'] for line in (workdir / 'metrics.jsonl').open()]
+  assert steps == list(range(1, STEPS + 1))  # each step once, despite the kill
   straight, resumed = final_params(tmp_path / 'straight'), final_params(workdir)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
                straight, resumed)
