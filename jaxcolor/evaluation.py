@@ -81,7 +81,7 @@ def load_colour_photos(folder, max_side=MAX_SIDE):
     except (OSError, ValueError) as e:
       skipped.append(f'{path}: unreadable ({e})')
       continue
-    if (rgb.max(-1) - rgb.min(-1)).mean() * 255 < images.GREY_SPREAD:
+    if images.is_grey(rgb):
       skipped.append(f'{path}: greyscale, no colour to compare with')
       continue
     photos.append(Photo(path, rgb, path.parent.name))

@@ -67,10 +67,14 @@ def load_luminance(path, max_pixels=MAX_PIXELS):
     raise ImageError(f'{path}: refused, too many pixels ({e})') from None
   except (OSError, SyntaxError, ValueError) as e:
     raise ImageError(f'{path}: damaged or unsupported image ({e})') from None
-  spread = (rgb.max(axis=-1) - rgb.min(axis=-1)).mean() * 255
   lab = color.rgb_to_lab(rgb)
   return LoadedImage(color.normalize_l(lab[..., 0]).astype(np.float32),
-                     had_colour=spread >= GREY_SPREAD, notes=notes)
+                     had_colour=not is_grey(rgb), notes=notes)
+
+
+def is_grey(rgb):
+  """Whether an sRGB image in [0, 1] has (nearly) equal channels everywhere."""
+  return (rgb.max(axis=-1) - rgb.min(axis=-1)).mean() * 255 < GREY_SPREAD
 
 
 def _upright(image, path, notes):
