@@ -152,7 +152,7 @@ def fingerprint(state):
 
 
 class TrainingDiverged(RuntimeError):
-  """The loss or the gradients stopped being finite numbers."""
+  """The loss, the gradients or the weights stopped being finite numbers."""
 
 
 class Preemption:
@@ -230,13 +230,15 @@ def train_and_evaluate(config, workdir):
       if step == profile_last:
         jax.profiler.stop_trace()
       stop = step == config.num_train_steps or preemption.reached(step)
-      if step % config.log_every_steps == 0 or step % config.checkpoint_every_steps == 0 or stop:
+      log = step % config.log_every_steps == 0 or stop
+      save = step % config.checkpoint_every_steps == 0 or stop
+      if log or save:
         _check_finite(metrics, step, manager)
-      if step % config.log_every_steps == 0 or stop:
+      if log:
         logger.train(step, {k: float(v[0]) for k, v in metrics.items()})
       if val_source is not None and (step % config.eval_every_steps == 0 or stop):
         logger.eval(step, evaluate(p_eval_step, state, val_source, config))
-      if step % config.checkpoint_every_steps == 0 or stop:
+      if save:
         _save(manager, step, state, data_iterator, model_config, info.class_names)
         logger.restart_clock(step)
       if stop and step < config.num_train_steps:
