@@ -11,6 +11,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from jaxcolor import ops
+
 # (output channels, stride) of each 3x3 convolution, at width 1.0.
 LOW_LEVEL = ((64, 2), (128, 1), (128, 2), (256, 1), (256, 2), (512, 1))
 MID_LEVEL = ((512, 1), (256, 1))
@@ -50,7 +52,8 @@ class ConvBN(nn.Module):
   def __call__(self, x, train):
     x = nn.Conv(self.features, (self.kernel,) * 2, (self.stride,) * 2,
                 padding=self.kernel // 2, use_bias=False, dtype=self.dtype,
-                param_dtype=self.param_dtype, name='conv')(x)
+                param_dtype=self.param_dtype, conv_general_dilated=ops.conv_general_dilated,
+                name='conv')(x)
     return nn.relu(batch_norm(train, self.dtype, self.param_dtype, self.axis_name)(x))
 
 
