@@ -39,7 +39,13 @@ def parse_args(argv):
                       help='replace existing output files (inputs are never replaced)')
   parser.add_argument('--max-pixels', type=int, default=images.MAX_PIXELS,
                       help='refuse larger images (default: %(default)s)')
-  return parser.parse_args(argv)
+  parser.add_argument('--tile', type=int, default=inference.DEFAULT_TILE, metavar='N',
+                      help='colorize images with a side above N in overlapping tiles: the same '
+                           'result in less memory; 0 never tiles (default: %(default)s)')
+  args = parser.parse_args(argv)
+  if args.tile < 0 or args.tile % 8:
+    parser.error('--tile must be 0 or a positive multiple of 8')
+  return args
 
 
 def main(argv=None):
@@ -51,7 +57,7 @@ def main(argv=None):
     return 2
   inference.enable_compilation_cache()
   try:
-    predictor = inference.Predictor.from_checkpoint(checkpoint_dir)
+    predictor = inference.Predictor.from_checkpoint(checkpoint_dir, tile=args.tile or None)
     style_l = images.load_luminance(args.style, args.max_pixels).l if args.style else None
   except (checkpoint.CheckpointError, images.ImageError) as e:
     print(f'error: {e}', file=sys.stderr)

@@ -118,7 +118,8 @@ def bench_train(batch=8, size=224, reps=7):
 def child(args):
   """Runs in a fresh process: compile time or peak memory of one colorization."""
   inference.enable_compilation_cache(os.environ.get('BENCH_CACHE_DIR'))
-  predictor = inference.Predictor(paper_variables(paper_model_config()), paper_model_config())
+  predictor = inference.Predictor(paper_variables(paper_model_config()), paper_model_config(),
+                                  tile=args.child_tile or None)
   l = np.random.default_rng(0).random((args.child_size, args.child_size), np.float32)
   start = time.perf_counter()
   predictor(l)
@@ -130,8 +131,9 @@ def child(args):
   print(json.dumps({'first_call_s': first, 'second_call_s': second, 'peak_rss_gb': rss_gb}))
 
 
-def run_child(size, env=None):
-  out = subprocess.run([sys.executable, __file__, '--child-size', str(size)],
+def run_child(size, env=None, tile=inference.DEFAULT_TILE):
+  out = subprocess.run([sys.executable, __file__, '--child-size', str(size),
+                        '--child-tile', str(tile or 0)],
                        capture_output=True, text=True, env={**os.environ, **(env or {})},
                        check=True).stdout
   return json.loads(out.strip().splitlines()[-1])
@@ -154,9 +156,12 @@ def main():
   parser.add_argument('--no-train', action='store_true')
   parser.add_argument('--no-peer', action='store_true')
   parser.add_argument('--no-child', action='store_true', help='skip compile / memory rows')
-  parser.add_argument('--memory-sizes', default='2048,4096')
+  parser.add_argument('--memory-sizes', default='2048,4096,8192')
+  parser.add_argument('--max-untiled', type=int, default=4096,
+                      help='largest size also colorized whole in the memory rows')
   parser.add_argument('--peer-python', default='/tmp/peer-venv/bin/python')
   parser.add_argument('--child-size', type=int, help=argparse.SUPPRESS)
+  parser.add_argument('--child-tile', type=int, default=0, help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.child_size:
     return child(args)
@@ -206,9 +211,14 @@ def main():
           f'from the persistent cache (steady state {cold["second_call_s"]:.2f} s)')
     result['memory'] = []
     for size in (int(s) for s in args.memory_sizes.split(',')):
-      rss = run_child(size, {'JAXCOLOR_CACHE_DIR': ''})['peak_rss_gb']
-      result['memory'].append({'size': size, 'peak_rss_gb': rss})
-      print(f'peak RSS colorizing {size}x{size}: {rss:.2f} GB')
+      for tile in (inference.DEFAULT_TILE, None):
+        if tile and size <= tile or not tile and size > args.max_untiled:
+          continue  # not tiled anyway / would not fit this machine
+        run = run_child(size, {'JAXCOLOR_CACHE_DIR': ''}, tile)
+        result['memory'].append({'size': size, 'tile': tile, 'peak_rss_gb': run['peak_rss_gb'],
+                                 'seconds': run['second_call_s']})
+        print(f'colorizing {size}x{size} {f"in tiles of {tile}" if tile else "whole"}: '
+              f'peak RSS {run["peak_rss_gb"]:.2f} GB, {run["second_call_s"]:.2f} s')
   print(json.dumps(result))
 
 

@@ -23,6 +23,11 @@ FUSION = 256
 # Colorization network: (channels, upsample x2 after this conv), then conv -> 2.
 COLORIZATION = ((128, True), (64, False), (64, True), (32, False))
 STRIDE = 8          # local path: H x W -> H/8 x W/8 features -> H/2 x W/2 output
+# How far the local path sees: an input pixel changes outputs at most this many
+# pixels away (13 3x3 convolutions at strides 1..8, nearest upsampling, the
+# half-resolution output; tests/test_inference.py measures it). Tiles that
+# overlap by this much give exactly the untiled result.
+LOCAL_REACH = 64
 GLOBAL_STRIDE = 32  # global path: G x G -> G/32 x G/32 before flattening
 
 
@@ -169,6 +174,8 @@ class Colorizer(nn.Module):
 
   When `l_global` is None the local input is also the global one (a G x G
   training crop) and the low-level features are computed once for both paths.
+  `global_features`, `local_path` and `classify` run the parts separately
+  (tiled inference: one global vector for every tile).
   """
   width: float = 1.0
   num_classes: int = 205
@@ -176,20 +183,38 @@ class Colorizer(nn.Module):
   param_dtype: Any = jnp.float32
   axis_name: str | None = None
 
-  @nn.compact
-  def __call__(self, l_BxHxWx1, l_global_BxGxGx1=None, train=False):
+  def setup(self):
     block = dict(width=self.width, dtype=self.dtype, param_dtype=self.param_dtype,
                  axis_name=self.axis_name)
-    low_level = LowLevel(name='low_level', **block)
-    low = low_level(l_BxHxWx1, train)
+    self.low_level = LowLevel(**block)
+    self.global_ = Global(name='global', **block)
+    self.mid_level = MidLevel(**block)
+    self.fusion = Fusion(**block)
+    self.colorization = Colorization(**block)
+    self.classifier = Classifier(num_classes=self.num_classes, **block)
+
+  def __call__(self, l_BxHxWx1, l_global_BxGxGx1=None, train=False):
+    low = self.low_level(l_BxHxWx1, train)
     shared = l_global_BxGxGx1 is None
-    low_global = low if shared else low_level(l_global_BxGxGx1, train)
-    global_512, global_256 = Global(name='global', **block)(low_global, train)
-    local = MidLevel(name='mid_level', **block)(low, train)
-    fused = Fusion(name='fusion', **block)(local, global_256, train)
-    ab_half = Colorization(name='colorization', **block)(fused, train)
-    logits = Classifier(num_classes=self.num_classes, name='classifier', **block)(global_512, train)
-    return ab_half, logits
+    low_global = low if shared else self.low_level(l_global_BxGxGx1, train)
+    global_512, global_256 = self.global_(low_global, train)
+    ab_half = self._colorize(low, global_256, train)
+    return ab_half, self.classify(global_512, train)
+
+  def _colorize(self, low, global_256, train):
+    fused = self.fusion(self.mid_level(low, train), global_256, train)
+    return self.colorization(fused, train)
+
+  def global_features(self, l_global_BxGxGx1, train=False):
+    """The global path: (B x 512w for the classifier, B x 256w for the fusion)."""
+    return self.global_(self.low_level(l_global_BxGxGx1, train), train)
+
+  def local_path(self, l_BxHxWx1, global_256, train=False):
+    """The local path given the global vector: ab at H/2 x W/2."""
+    return self._colorize(self.low_level(l_BxHxWx1, train), global_256, train)
+
+  def classify(self, global_512, train=False):
+    return self.classifier(global_512, train)
 
 
 def from_config(model_config, **overrides):

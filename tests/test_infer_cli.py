@@ -6,6 +6,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -115,3 +116,18 @@ def test_an_input_is_never_an_output(photos, tiny_config, tiny_variables):
                                   reporter=batch.Reporter(1, messages), out=io.StringIO())
   assert failures == 1 and 'is one of the inputs' in messages.getvalue()
   assert source.read_bytes() == before
+
+
+def test_tiled_output_matches_untiled(tiny_checkpoint, tmp_path):
+  source = tmp_path / 'big.png'
+  Image.fromarray(photo('astronaut')[:203, :150]).save(source)
+  outputs = {}
+  for tile in (0, 64):
+    out = tmp_path / f'tile{tile}.png'
+    result = run_infer('--image', source, '--checkpoint', tiny_checkpoint, '--output', out,
+                       '--tile', tile)
+    assert result.returncode == 0, result.stderr
+    outputs[tile] = np.asarray(Image.open(out), np.int16)
+  assert np.abs(outputs[0] - outputs[64]).max() <= 1  # 8-bit rounding of equal floats
+  bad = run_infer('--image', source, '--checkpoint', tiny_checkpoint, '--tile', 30)
+  assert bad.returncode == 2 and '--tile must be 0 or a positive multiple of 8' in bad.stderr

@@ -1,0 +1,119 @@
+"""Every fast path computes what the plain one does.
+
+- stride-2 convolutions: input gradient by output phase (jaxcolor.ops) == XLA's;
+- Adadelta in fused form (train_step.adadelta) == optax.adadelta;
+- tiled inference == untiled inference, and the tiles' context (LOCAL_REACH)
+  is really all the local path looks at.
+"""
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxcolor import inference
+from jaxcolor import model as model_lib
+from jaxcolor import ops
+from jaxcolor import train_step
+from test_inference import photo_l
+
+
+@pytest.mark.parametrize('shape', [(2, 8, 8, 3), (1, 7, 9, 4), (2, 5, 6, 2), (1, 1, 1, 3)])
+def test_stride2_convolution_gradients_match_xla(shape):
+  rng = np.random.default_rng(sum(shape))
+  x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((3, 3, shape[-1], 5)), jnp.float32)
+
+  def loss(conv):
+    return lambda x, w: jnp.sum(jnp.sin(conv(x, w, (2, 2), ((1, 1), (1, 1)),
+                                             dimension_numbers=('NHWC', 'HWIO', 'NHWC'))))
+
+  assert ops.conv_general_dilated(x, w, (2, 2), ((1, 1), (1, 1)),
+                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC')).shape[1:3] == (
+                                      (shape[1] + 1) // 2, (shape[2] + 1) // 2)
+  plain = jax.grad(loss(lax.conv_general_dilated), (0, 1))(x, w)
+  fast = jax.grad(loss(ops.conv_general_dilated), (0, 1))(x, w)
+  for a, b in zip(plain, fast):
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
+  # The phase path is really the one taken: its VJP has no input-dilated convolution.
+  hlo = jax.jit(jax.grad(loss(ops.conv_general_dilated))).lower(x, w).as_text()
+  assert 'lhs_dilate = [2, 2]' not in hlo
+  assert 'lhs_dilate = [2, 2]' in jax.jit(
+      jax.grad(loss(lax.conv_general_dilated))).lower(x, w).as_text()
+
+
+def test_other_convolutions_are_xla_own():
+  x, w = jnp.ones((1, 8, 8, 2)), jnp.ones((3, 3, 2, 4))
+  for strides, padding in [((1, 1), ((1, 1), (1, 1))), ((2, 2), 'SAME'), ((2, 2), ((0, 0), (0, 0)))]:
+    np.testing.assert_array_equal(
+        ops.conv_general_dilated(x, w, strides, padding,
+                                 dimension_numbers=('NHWC', 'HWIO', 'NHWC')),
+        lax.conv_general_dilated(x, w, strides, padding,
+                                 dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
+
+
+def test_fused_adadelta_matches_optax():
+  rng = np.random.default_rng(0)
+  params = {'a': jnp.asarray(rng.standard_normal((5, 3)), jnp.float32),
+            'b': [jnp.asarray(rng.standard_normal(4), jnp.float32)]}
+  results = []
+  for tx in (optax.adadelta(0.7, rho=0.95, eps=1e-6), train_step.adadelta(0.7, 0.95, 1e-6)):
+    p, state = params, tx.init(params)
+    for i in range(20):
+      grads = jax.tree.map(lambda x: jnp.cos(x * (i + 1)), p)
+      updates, state = jax.jit(tx.update)(grads, state, p)
+      p = optax.apply_updates(p, updates)
+    results.append((p, state))
+  (p_optax, s_optax), (p_fast, s_fast) = results
+  # Same state structure: checkpoints of either restore into the other.
+  assert jax.tree.structure(s_fast) == jax.tree.structure(s_optax)
+  assert jnp.abs(p_optax['a'] - params['a']).max() > 1e-3  # it moved
+  for a, b in zip(jax.tree.leaves((p_optax, s_optax)), jax.tree.leaves((p_fast, s_fast))):
+    np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize('length,tile', [(4096, 2048), (3000, 2048), (200, 64), (136, 64),
+                                         (8192, 2048), (64, 64)])
+def test_tile_layout_covers_the_image_with_context(length, tile):
+  reach = model_lib.LOCAL_REACH
+  core, window, starts = inference.tile_layout(length, tile)
+  assert core <= tile and core % 8 == 0 and window % 8 == 0 or length <= tile
+  covered = np.zeros(length, bool)
+  for window_start, core_start in starts:
+    assert window_start % 8 == 0 and core_start % 8 == 0
+    assert 0 <= window_start <= core_start and core_start + core <= window_start + window <= length
+    # Context on each side: `reach` pixels, or the image border.
+    assert core_start - window_start >= reach or window_start == 0
+    assert window_start + window - (core_start + core) >= reach or window_start + window == length
+    covered[core_start:core_start + core] = True
+  assert covered.all()
+
+
+def test_local_path_reaches_exactly_local_reach(tiny_config, tiny_variables):
+  """Changing one input pixel changes outputs up to LOCAL_REACH pixels away, never further."""
+  model = model_lib.from_config(tiny_config.model)
+  size, centre = 256, 133
+  l = jnp.asarray(photo_l('astronaut', size, size))[None, ..., None]
+  _, global_256 = model.apply(tiny_variables, l[:, :32, :32], method='global_features')
+  local = jax.jit(lambda l: model.apply(tiny_variables, l, global_256, method='local_path'))
+  farthest = 0
+  for pixel in range(centre, centre + 8):  # every phase of the stride-8 grid
+    changed = np.abs(np.asarray(local(l.at[0, pixel, pixel, 0].add(0.5)) - local(l)))
+    rows = np.nonzero(changed.max(axis=(0, 2, 3)) > 0)[0]  # half-resolution rows
+    farthest = max(farthest, pixel - 2 * rows.min(), 2 * rows.max() + 1 - pixel)
+  assert farthest == model_lib.LOCAL_REACH
+
+
+@pytest.mark.parametrize('height,width', [(203, 150), (96, 200)])
+def test_tiled_inference_equals_untiled(tiny_config, tiny_variables, height, width):
+  l = photo_l('astronaut', height, width)
+  style = photo_l('coffee', 100, 120)
+  whole = inference.Predictor(tiny_variables, tiny_config.model, tile=None)
+  tiled = inference.Predictor(tiny_variables, tiny_config.model, tile=64)
+  assert len(inference.tile_layout(height + -height % 8, 64)[2]) > 1  # really tiled
+  for style_l in (None, style):
+    a, b = whole(l, style_l), tiled(l, style_l)
+    np.testing.assert_allclose(b.rgb, a.rgb, atol=2e-6)
+    np.testing.assert_allclose(b.probabilities, a.probabilities, atol=1e-6)
+  assert tiled.trace_count == 1 and whole.trace_count == 1  # the global input is G x G either way
