@@ -127,8 +127,8 @@ class Predictor:
     bounded memory); None never tiles."""
     self.model = model_lib.from_config(model_config)
     self.tile = tile
-    self.variables = variables
     self.global_size = model_config.global_size
+    self.variables = model_lib.winograd_weights(self.model, variables, self.global_size)
     self.class_names = list(class_names or [])  # empty: trained without scene labels
     self.trace_count = 0  # how often the colorize function was traced (tests read it)
     self._colorize = jax.jit(self._colorize_traced)

@@ -2,6 +2,7 @@
 
 - stride-2 convolutions: input gradient by output phase (jaxcolor.ops) == XLA's;
 - Adadelta in fused form (train_step.adadelta) == optax.adadelta;
+- Winograd convolutions (inference) == XLA's convolutions;
 - tiled inference == untiled inference, and the tiles' context (LOCAL_REACH)
   is really all the local path looks at.
 """
@@ -117,3 +118,34 @@ def test_tiled_inference_equals_untiled(tiny_config, tiny_variables, height, wid
     np.testing.assert_allclose(b.rgb, a.rgb, atol=2e-6)
     np.testing.assert_allclose(b.probabilities, a.probabilities, atol=1e-6)
   assert tiled.trace_count == 1 and whole.trace_count == 1  # the global input is G x G either way
+
+
+@pytest.mark.parametrize('shape', [(1, 28, 28, 16), (2, 7, 9, 3), (1, 1, 1, 4), (1, 5, 13, 8)])
+def test_winograd_convolution_matches_xla(shape):
+  rng = np.random.default_rng(sum(shape))
+  x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+  w = jnp.asarray(rng.standard_normal((3, 3, shape[-1], 6)), jnp.float32)
+  plain = lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)),
+                                   dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  fast = ops.winograd_conv3x3(x, ops.winograd_weights(w))
+  assert fast.shape == plain.shape
+  np.testing.assert_allclose(fast, plain, atol=3e-5 * float(jnp.abs(plain).max()))
+
+
+def test_predictor_with_winograd_layers_matches_plain(tiny_config, tiny_variables, monkeypatch):
+  """The tiny model's layers are too narrow for Winograd by default; lower the bar."""
+  l = photo_l('astronaut', 72, 56)
+  plain = inference.Predictor(tiny_variables, tiny_config.model)
+  assert not jax.tree.leaves(plain.variables.get('winograd', {}))
+  monkeypatch.setattr(model_lib, 'WINOGRAD_MIN_CHANNELS', 1)
+  fast = inference.Predictor(tiny_variables, tiny_config.model)
+  transformed = fast.variables['winograd']
+  # Every stride-1 3x3 layer of the trunk, mid-level, global and colorization nets.
+  assert set(transformed['low_level']) == {'conv2', 'conv4', 'conv6'}
+  assert set(transformed['colorization']) == {'conv1', 'conv2', 'conv3', 'conv4'}
+  assert transformed['mid_level']['conv1']['conv']['kernel'].shape[0] == 36
+  for style_l in (None, photo_l('coffee', 40, 40)):
+    a, b = plain(l, style_l), fast(l, style_l)
+    # Winograd rounding through 13 layers: ~5e-5, a fortieth of one 8-bit level.
+    np.testing.assert_allclose(b.rgb, a.rgb, atol=1e-4)
+    np.testing.assert_allclose(b.probabilities, a.probabilities, atol=1e-4)
