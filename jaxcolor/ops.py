@@ -115,19 +115,18 @@ _OUT, _IN = _WINOGRAD_AT.shape  # 4 x 4 output tiles from 6 x 6 input tiles
 def winograd_weights(w_3x3xCxK):
   """The transformed kernel G w G^T of `winograd_conv3x3`: 36 x C x K.
 
-  Compute it once per set of weights (inference): it is four times the kernel.
+  Four times the kernel's size; inference computes it once per set of weights.
   """
-  g = jnp.asarray(_WINOGRAD_G, jnp.float32)
-  u = jnp.einsum('au,uvck,bv->abck', g, w_3x3xCxK.astype(jnp.float32), g,
-                 precision=lax.Precision.HIGHEST)
-  return u.reshape(_IN * _IN, *w_3x3xCxK.shape[2:]).astype(w_3x3xCxK.dtype)
+  rows = _combine(_WINOGRAD_G, [w_3x3xCxK[i] for i in range(3)])        # 6 x [3 x C x K]
+  u = [col for row in rows for col in _combine(_WINOGRAD_G, [row[j] for j in range(3)])]
+  return jnp.stack(u)
 
 
 def _combine(matrix, parts):
   """[sum_j matrix[i, j] * parts[j] for each row i], skipping zero terms."""
   rows = []
   for coefficients in matrix:
-    terms = [p if c == 1 else -p if c == -1 else p * float(c)
+    terms = [p if c == 1 else -p if c == -1 else p * p.dtype.type(c)
              for c, p in zip(coefficients, parts) if c != 0]
     rows.append(functools.reduce(jnp.add, terms))
   return rows
