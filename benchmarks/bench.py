@@ -4,8 +4,10 @@
   python benchmarks/bench.py --sizes 224,512 --no-train --no-peer
 
 Rows: one-image inference of the paper-size network (fp32, random weights) at
-each size: median seconds, GFLOP/s (model.flops), fraction of the GEMM rate
-measured in this run, and the ratio to the peer's median (< 1 is faster);
+each size: median seconds, GFLOP/s (model.flops: the direct convolutions'
+FLOPs, so Winograd layers count more than they compute), fraction of the GEMM
+rate measured in this run, and the ratio to the peer's median (< 1 is faster),
+the peer measured just before and just after each jaxcolor row;
 a batch-8 224x224 training step; compile time of a new resolution, cold and
 with the persistent compilation cache in a second process; peak RSS.
 The peer (../shared/peer) runs in its own process with its venv's python
@@ -145,8 +147,9 @@ def run_peer(python, sizes, train):
   if not train:
     args.append('--no-train')
   out = subprocess.run(args, cwd=PEER, capture_output=True, text=True, check=True).stdout
-  print(out.rstrip())
-  return json.loads(out.strip().splitlines()[-1])
+  lines = out.strip().splitlines()
+  print('\n'.join(line for line in lines[:-1] if not line.startswith(('params', 'GEMM'))))
+  return json.loads(lines[-1])
 
 
 def main():
@@ -169,35 +172,50 @@ def main():
   result = {'jax': jax.__version__, 'device': jax.devices()[0].device_kind,
             'date': time.strftime('%Y-%m-%d'), 'xla_flags': os.environ.get('XLA_FLAGS', '')}
 
-  peer = None
-  if not args.no_peer and PEER.is_dir() and pathlib.Path(args.peer_python).exists():
-    peer = run_peer(args.peer_python, sizes, not args.no_train)
-    result['peer'] = peer
-  peer_seconds = {r['size']: r['median_s'] for r in (peer or {}).get('infer', [])}
+  use_peer = (not args.no_peer and PEER.is_dir()
+              and pathlib.Path(args.peer_python).exists())
+
+  def bracketed(measure, peer_sizes, peer_train, pick):
+    """The peer just before and just after jaxcolor: this machine's speed drifts
+    by 10-20% over minutes, so each ratio uses the mean of the two peer runs."""
+    if not use_peer:
+      return measure(), None, []
+    before = run_peer(args.peer_python, peer_sizes, peer_train)
+    ours = measure()
+    after = run_peer(args.peer_python, peer_sizes, peer_train)
+    runs = [pick(before), pick(after)]
+    return ours, statistics.mean(runs), runs
 
   result['gemm_gflops'] = gemm = gemm_gflops()
   predictor = inference.Predictor(paper_variables(paper_model_config()), paper_model_config())
-  rows = bench_inference(predictor, sizes, args.reps)
-  print(f'\njaxcolor {jax.__version__} on {result["device"]}; GEMM {gemm:.0f} GFLOP/s')
+  rows = []
+  for size in sizes:
+    row, peer_s, peer_runs = bracketed(
+        lambda: bench_inference(predictor, [size], args.reps)[0], [size], False,
+        lambda peer: peer['infer'][0]['median_s'])
+    row.update(gemm_fraction=row['gflops'] / gemm, peer_s=peer_s, peer_runs_s=peer_runs,
+               ratio_to_peer=peer_s and row['median_s'] / peer_s)
+    rows.append(row)
+  print(f'\njaxcolor {jax.__version__} on {result["device"]}; GEMM {gemm:.0f} GFLOP/s '
+        '(GF/s: the direct convolutions\' FLOPs / time)')
   print(f'{"size":>5} {"net_s":>7} {"GF/s":>6} {"%GEMM":>6} {"peer_s":>7} {"ratio":>6} '
-        f'{"e2e_s":>7}')
+        f'{"e2e_s":>7}  peer before/after')
   for row in rows:
-    row['gemm_fraction'] = row['gflops'] / gemm
-    row['peer_s'] = peer_seconds.get(row['size'])
-    row['ratio_to_peer'] = row['peer_s'] and row['median_s'] / row['peer_s']
     print(f'{row["size"]:>5} {row["median_s"]:7.3f} {row["gflops"]:6.1f} '
           f'{100 * row["gemm_fraction"]:5.0f}% {row["peer_s"] or float("nan"):7.3f} '
-          f'{row["ratio_to_peer"] or float("nan"):6.2f} {row["end_to_end_s"]:7.3f}')
+          f'{row["ratio_to_peer"] or float("nan"):6.2f} {row["end_to_end_s"]:7.3f}  '
+          + ' / '.join(f'{s:.3f}' for s in row['peer_runs_s']))
   result['infer'] = rows
 
   if not args.no_train:
-    train = bench_train()
-    peer_rate = (peer or {}).get('train', {}).get('img_per_s')
-    train['peer_img_per_s'] = peer_rate
-    train['ratio_to_peer'] = peer_rate and train['img_per_s'] / peer_rate
+    train, peer_rate, peer_runs = bracketed(bench_train, [], True,
+                                            lambda peer: peer['train']['img_per_s'])
+    train.update(peer_img_per_s=peer_rate, peer_runs_img_per_s=peer_runs,
+                 ratio_to_peer=peer_rate and train['img_per_s'] / peer_rate)
     print(f'train b8 224: {train["median_step_s"]:.3f} s/step, {train["img_per_s"]:.2f} img/s'
-          + (f', peer {peer_rate:.2f} img/s, speed ratio {train["ratio_to_peer"]:.2f}x'
-             if peer_rate else ''))
+          + (f', peer {peer_rate:.2f} img/s (before/after: '
+             f'{" / ".join(f"{r:.2f}" for r in peer_runs)}), speed ratio '
+             f'{train["ratio_to_peer"]:.2f}x' if peer_rate else ''))
     result['train'] = train
 
   if not args.no_child:

@@ -11,8 +11,6 @@ pass in a training step's profile. Forward pass and weight gradient are XLA's.
 multiplications from pre-transformed weights (`winograd_weights`); inference
 uses it for the wide layers, where it is faster on CPU.
 """
-import functools
-
 import jax
 from jax import lax
 import jax.numpy as jnp
@@ -109,53 +107,53 @@ _WINOGRAD_AT = np.array([[1, 1, 1, 1, 1, 0],
                          [0, 1, -1, 2, -2, 0],
                          [0, 1, 1, 4, 4, 0],
                          [0, 1, -1, 8, -8, 1]], np.float64)
+# The 2-D transforms as matrices on flattened tiles: (B^T x B^T) maps a 6x6
+# input tile (36 values) to its 36 transformed values, (A^T x A^T) maps the 36
+# products to a 4x4 output tile, (G x G) a 3x3 kernel to 36 values.
+_INPUT_TRANSFORM = np.kron(_WINOGRAD_BT, _WINOGRAD_BT)    # 36 x 36
+_OUTPUT_TRANSFORM = np.kron(_WINOGRAD_AT, _WINOGRAD_AT)   # 16 x 36
+_KERNEL_TRANSFORM = np.kron(_WINOGRAD_G, _WINOGRAD_G)     # 36 x 9
 _OUT, _IN = _WINOGRAD_AT.shape  # 4 x 4 output tiles from 6 x 6 input tiles
 
 
 def winograd_weights(w_3x3xCxK):
-  """The transformed kernel G w G^T of `winograd_conv3x3`: 36 x C x K.
+  """The transformed kernel (G w G^T for every channel pair): 36 x C x K.
 
   Four times the kernel's size; inference computes it once per set of weights.
   """
-  rows = _combine(_WINOGRAD_G, [w_3x3xCxK[i] for i in range(3)])        # 6 x [3 x C x K]
-  u = [col for row in rows for col in _combine(_WINOGRAD_G, [row[j] for j in range(3)])]
-  return jnp.stack(u)
-
-
-def _combine(matrix, parts):
-  """[sum_j matrix[i, j] * parts[j] for each row i], skipping zero terms."""
-  rows = []
-  for coefficients in matrix:
-    terms = [p if c == 1 else -p if c == -1 else p * p.dtype.type(c)
-             for c, p in zip(coefficients, parts) if c != 0]
-    rows.append(functools.reduce(jnp.add, terms))
-  return rows
+  _, _, c, k = w_3x3xCxK.shape
+  u = jnp.tensordot(jnp.asarray(_KERNEL_TRANSFORM, jnp.float32),
+                    w_3x3xCxK.astype(jnp.float32).reshape(9, c * k), axes=1,
+                    precision=lax.Precision.HIGHEST)
+  return u.reshape(_IN * _IN, c, k).astype(w_3x3xCxK.dtype)
 
 
 def winograd_conv3x3(x_BxHxWxC, u_36xCxK):
   """3x3 convolution, stride 1, zero padding 1 (NHWC), from `winograd_weights`.
 
-  The image is cut into 4 x 4 output tiles (6 x 6 input tiles overlapping by
-  2); the input transform B^T d B is 36 sums of strided slices, the products
-  are 36 matrix multiplications (tiles x C) @ (C x K), and the output transform
-  A^T m A is interleaved back into the image.
+  The image is cut into 4 x 4 output tiles, each read as a 6 x 6 input tile
+  (neighbours overlap by 2) by reshapes of the padded image. Three matrix
+  products do the rest: the input
+  transform (36 x 36 on every tile and channel), the 36 products
+  (tiles x C) @ (C x K), and the output transform (16 x 36), whose 4 x 4 tiles
+  are interleaved back into the image.
   """
   b, h, w, c = x_BxHxWxC.shape
   k = u_36xCxK.shape[-1]
-  tiles_h, tiles_w = -(-h // _OUT), -(-w // _OUT)
-  x = jnp.pad(x_BxHxWxC, ((0, 0), (1, tiles_h * _OUT + 1 - h), (1, tiles_w * _OUT + 1 - w),
-                          (0, 0)))
-
-  def taps(array, axis, count):  # the i-th element of every tile along `axis`
-    return [lax.slice_in_dim(array, i, i + _OUT * (count - 1) + 1, _OUT, axis=axis)
-            for i in range(_IN)]
-
-  v = [col for row in _combine(_WINOGRAD_BT, taps(x, 1, tiles_h))
-       for col in _combine(_WINOGRAD_BT, taps(row, 2, tiles_w))]
-  v = jnp.stack(v).reshape(_IN * _IN, b * tiles_h * tiles_w, c)
+  th, tw = -(-h // _OUT), -(-w // _OUT)  # tiles down and across
+  # Zero padding 1 on the top and left, then up to whole 4 x 4 blocks plus one;
+  # input tile (t, s) is block (t, s) plus the first two rows / columns of the
+  # blocks below and to the right.
+  x = jnp.pad(x_BxHxWxC, ((0, 0), (1, _OUT * (th + 1) - h - 1),
+                          (1, _OUT * (tw + 1) - w - 1), (0, 0)))
+  blocks = x.reshape(b, th + 1, _OUT, tw + 1, _OUT, c)
+  extra = _IN - _OUT
+  rows = jnp.concatenate([blocks[:, :th], blocks[:, 1:, :extra]], axis=2)
+  tiles = jnp.concatenate([rows[:, :, :, :tw], rows[:, :, :, 1:, :extra]], axis=4)
+  tiles = tiles.transpose(2, 4, 0, 1, 3, 5).reshape(_IN * _IN, b, th, tw, c)
+  v = jnp.tensordot(jnp.asarray(_INPUT_TRANSFORM, x.dtype), tiles, axes=1)
+  v = v.reshape(_IN * _IN, b * th * tw, c)
   m = lax.dot_general(v, u_36xCxK.astype(v.dtype), (((2,), (1,)), ((0,), (0,))))
-  m = m.reshape(_IN, _IN, b, tiles_h, tiles_w, k)
-  y = jnp.stack([jnp.stack(_combine(_WINOGRAD_AT, list(row)))
-                 for row in _combine(_WINOGRAD_AT, list(m))])  # 4 x 4 x B x th x tw x K
-  y = y.transpose(2, 3, 0, 4, 1, 5).reshape(b, tiles_h * _OUT, tiles_w * _OUT, k)
-  return y[:, :h, :w]
+  y = jnp.tensordot(jnp.asarray(_OUTPUT_TRANSFORM, m.dtype), m, axes=1)  # 16 x tiles x K
+  y = y.reshape(_OUT, _OUT, b, th, tw, k).transpose(2, 3, 0, 4, 1, 5)
+  return y.reshape(b, th * _OUT, tw * _OUT, k)[:, :h, :w]
