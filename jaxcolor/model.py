@@ -72,7 +72,8 @@ class Conv(nn.Module):
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     if self.has_variable('winograd', 'kernel'):
       return ops.winograd_conv3x3(x, self.get_variable('winograd', 'kernel'))
-    if (self.is_mutable_collection('winograd') and self.kernel == 3 and self.stride == 1
+    if (self.is_mutable_collection('winograd') and not self.is_initializing()
+        and self.kernel == 3 and self.stride == 1
         and min(x.shape[-1], self.features) >= WINOGRAD_MIN_CHANNELS):
       self.put_variable('winograd', 'kernel', ops.winograd_weights(kernel))
     pad = self.kernel // 2
@@ -84,6 +85,10 @@ def winograd_weights(model, variables, global_size):
   """`variables` plus a 'winograd' collection of transformed kernels for the
   layers that run faster as Winograd convolutions (inference only: training
   never passes it, so it trains the plain convolutions)."""
+  wide = [leaf for leaf in jax.tree.leaves(variables['params'])
+          if leaf.ndim == 4 and min(leaf.shape[2:]) >= WINOGRAD_MIN_CHANNELS]
+  if not wide:  # a narrow model (such as the bundled one): nothing to run
+    return variables
   l = jnp.zeros((1, global_size, global_size, 1))
   _, extra = jax.jit(lambda v: model.apply(v, l, mutable=['winograd']))(variables)
   return {**variables, **extra}

@@ -138,6 +138,10 @@ def test_predictor_with_winograd_layers_matches_plain(tiny_config, tiny_variable
   plain = inference.Predictor(tiny_variables, tiny_config.model)
   assert not jax.tree.leaves(plain.variables.get('winograd', {}))
   monkeypatch.setattr(model_lib, 'WINOGRAD_MIN_CHANNELS', 1)
+  # Transformed kernels are an inference-time cache: never initialised, trained or saved.
+  init = model_lib.from_config(tiny_config.model).init(
+      jax.random.key(0), jnp.zeros((1, 32, 32, 1)), train=False)
+  assert set(init) == {'params', 'batch_stats'}
   fast = inference.Predictor(tiny_variables, tiny_config.model)
   transformed = fast.variables['winograd']
   # Every stride-1 3x3 layer of the trunk, mid-level, global and colorization nets.
