@@ -115,7 +115,8 @@ def colorize_l(model, variables, l_HxWx1, l_global_GxGx1=None, tile=None):
 
 
 # Larger images are tiled: 2048 x 2048 (the paper's largest timing) runs whole,
-# 4096 x 4096 in four 2176 x 2176 windows (13% more work, a third of the memory).
+# 4096 x 4096 in four 2176 x 2176 windows (13% more pixels through the local
+# path; 8% more time and two thirds of the peak memory, docs/PERFORMANCE.md).
 DEFAULT_TILE = 2048
 
 
@@ -128,7 +129,7 @@ class Predictor:
     self.model = model_lib.from_config(model_config)
     self.tile = tile
     self.global_size = model_config.global_size
-    self.variables = model_lib.winograd_weights(self.model, variables, self.global_size)
+    self.variables = model_lib.with_winograd_kernels(self.model, variables, self.global_size)
     self.class_names = list(class_names or [])  # empty: trained without scene labels
     self.trace_count = 0  # how often the colorize function was traced (tests read it)
     self._colorize = jax.jit(self._colorize_traced)

@@ -26,7 +26,7 @@ COLORIZATION = ((128, True), (64, False), (64, True), (32, False))
 STRIDE = 8          # local path: H x W -> H/8 x W/8 features -> H/2 x W/2 output
 # How far the local path sees: an input pixel changes outputs at most this many
 # pixels away (13 3x3 convolutions at strides 1..8, nearest upsampling, the
-# half-resolution output; tests/test_inference.py measures it). Tiles that
+# half-resolution output; tests/test_fast_paths.py measures it). Tiles that
 # overlap by this much give exactly the untiled result.
 LOCAL_REACH = 64
 GLOBAL_STRIDE = 32  # global path: G x G -> G/32 x G/32 before flattening
@@ -47,7 +47,7 @@ def batch_norm(train, dtype, param_dtype, axis_name):
 
 # Stride-1 3x3 convolutions with at least this many input and output channels
 # run as Winograd F(4x4, 3x3) at inference, from kernels transformed once
-# (`winograd_weights`): 1.3-2.2x faster per layer on CPU for the paper's
+# (`with_winograd_kernels`): up to 2.2x faster per layer on CPU for the paper's
 # 256/512-channel layers (docs/PERFORMANCE.md), slower for narrow ones.
 WINOGRAD_MIN_CHANNELS = 256
 
@@ -57,7 +57,7 @@ class Conv(nn.Module):
 
   If the 'winograd' collection holds this layer's transformed kernel, the
   convolution runs as Winograd F(4x4, 3x3); when that collection is mutable,
-  eligible layers put it there (see `winograd_weights`).
+  eligible layers put it there (see `with_winograd_kernels`).
   """
   features: int
   kernel: int = 3
@@ -81,7 +81,7 @@ class Conv(nn.Module):
                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
-def winograd_weights(model, variables, global_size):
+def with_winograd_kernels(model, variables, global_size):
   """`variables` plus a 'winograd' collection of transformed kernels for the
   layers that run faster as Winograd convolutions (inference only: training
   never passes it, so it trains the plain convolutions)."""

@@ -56,8 +56,9 @@ def adadelta(learning_rate, rho, eps):
       return -learning_rate * jnp.sqrt(ratio) * g, e_g, rho * e_x + (1 - rho) * ratio * g * g
 
     out = jax.tree.map(one, grads, moments.e_g, moments.e_x)
-    pick = lambda i: jax.tree.map(lambda _, o: o[i], grads, out)  # noqa: E731
-    return pick(0), (decay, optax.ScaleByAdaDeltaState(e_g=pick(1), e_x=pick(2)), scale)
+    updates, e_g, e_x = jax.tree.transpose(jax.tree.structure(grads),
+                                           jax.tree.structure((0, 0, 0)), out)
+    return updates, (decay, optax.ScaleByAdaDeltaState(e_g=e_g, e_x=e_x), scale)
 
   return optax.GradientTransformation(base.init, update)
 
