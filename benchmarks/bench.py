@@ -168,7 +168,7 @@ def main():
   args = parser.parse_args()
   if args.child_size:
     return child(args)
-  sizes = [int(s) for s in args.sizes.split(',')]
+  sizes = [int(s) for s in args.sizes.split(',') if s]
   result = {'jax': jax.__version__, 'device': jax.devices()[0].device_kind,
             'date': time.strftime('%Y-%m-%d'), 'xla_flags': os.environ.get('XLA_FLAGS', '')}
 
