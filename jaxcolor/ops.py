@@ -78,8 +78,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   plain = (lhs_dilation in (None, (1, 1)) and rhs_dilation in (None, (1, 1))
            and feature_group_count == 1 and batch_group_count == 1 and precision is None
            and preferred_element_type is None and lhs.dtype == rhs.dtype)
-  if (plain and not isinstance(padding, str) and tuple(window_strides) == (2, 2) and rhs.shape[:2] == (3, 3)
-      and tuple(map(tuple, padding)) == ((1, 1), (1, 1))
+  if (plain and not isinstance(padding, str) and tuple(window_strides) == (2, 2)
+      and rhs.shape[:2] == (3, 3) and tuple(map(tuple, padding)) == ((1, 1), (1, 1))
       and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) == _NHWC):
     return conv3x3_stride2(lhs, rhs)
   return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
@@ -133,10 +133,9 @@ def winograd_conv3x3(x_BxHxWxC, u_36xCxK):
 
   The image is cut into 4 x 4 output tiles, each read as a 6 x 6 input tile
   (neighbours overlap by 2) by reshapes of the padded image. Three matrix
-  products do the rest: the input
-  transform (36 x 36 on every tile and channel), the 36 products
-  (tiles x C) @ (C x K), and the output transform (16 x 36), whose 4 x 4 tiles
-  are interleaved back into the image.
+  products do the rest: the input transform (36 x 36 on every tile and
+  channel), the 36 products (tiles x C) @ (C x K), and the output transform
+  (16 x 36), whose 4 x 4 tiles are interleaved back into the image.
   """
   b, h, w, c = x_BxHxWxC.shape
   k = u_36xCxK.shape[-1]
