@@ -23,7 +23,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench import median_time  # noqa: E402
+from bench import bench_train, median_time  # noqa: E402
 from jaxcolor import model as model_lib  # noqa: E402
 from jaxcolor import ops  # noqa: E402
 
@@ -67,12 +67,6 @@ def time_layer(batch, side, cin, cout, stride, reps):
           'gflop': 2 * batch * (-(-side // stride)) ** 2 * 9 * cin * cout / 1e9}
 
 
-def step_faults(batch, size, reps):
-  """The real training step: seconds, minor page faults and system CPU s per step."""
-  from bench import bench_train
-  return bench_train(batch=batch, size=size, reps=reps)
-
-
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument('--batch', type=int, default=8)
@@ -99,7 +93,7 @@ def main():
   result = {'jax': jax.__version__, 'batch': args.batch, 'size': args.size, 'layers': rows,
             'totals_s': totals}
   if not args.no_step:
-    result['step'] = step = step_faults(args.batch, args.size, args.reps)
+    result['step'] = step = bench_train(args.batch, args.size, args.reps)
     print(f'training step: {step["median_step_s"]:.2f} s; per step '
           f'{step["minor_faults_per_step"]:.0f} minor page faults, '
           f'{step["system_cpu_s_per_step"]:.2f} s system CPU')
