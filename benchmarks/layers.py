@@ -38,9 +38,9 @@ def conv_layers(size, global_size=224):
       side, cin = -(-side // stride), channels
     return side, cin
 
-  side, cin = stack('low_level', model_lib.LOW_LEVEL, side, cin)
-  side, _ = stack('mid_level', model_lib.MID_LEVEL, side, cin)
-  stack('global', model_lib.GLOBAL_CONV, global_size // model_lib.STRIDE, 512)
+  side, trunk = stack('low_level', model_lib.LOW_LEVEL, side, cin)
+  side, _ = stack('mid_level', model_lib.MID_LEVEL, side, trunk)
+  stack('global', model_lib.GLOBAL_CONV, global_size // model_lib.STRIDE, trunk)
   cin = model_lib.FUSION
   for i, (channels, upsample) in enumerate(model_lib.COLORIZATION, 1):
     layers.append((f'colorization/conv{i}', side, cin, channels, 1))
