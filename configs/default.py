@@ -19,15 +19,29 @@ def get_config():
 
   # Data (jaxcolor/input_pipeline.py).
   config.data = ml_collections.ConfigDict()
-  config.data.source = 'places365'    # 'places365' (TFDS places365_small) or 'folder'
+  config.data.source = 'places365'    # 'places365' (TFDS places365_small), 'folder' or 'mix'
   config.data.tfds_dir = '~/tensorflow_datasets'  # where TFDS builds and reads
   config.data.manual_dir = ''         # Places365 tar files; '' = <tfds_dir>/downloads/manual
   config.data.folder = ''             # source='folder': a folder of photos
   config.data.val_folder = ''         # source='folder': validation photos ('' = none)
-  config.data.folder_labels = False   # source='folder': label = top-level sub-folder name
+  # Class labels for the classification loss: 'none', 'source' (the data's own:
+  # Places365 scenes, or the top-level sub-folder names of a folder, 'unlabelled'
+  # meaning none), 'teacher' / 'teacher_soft' (an ImageNet classifier's top-1 /
+  # top-5 distribution per photo, made by label.py; see teacher_labels).
+  config.data.labels = 'source'
+  config.data.teacher_labels = ''     # source='folder': '' = <folder>/teacher_labels.tsv
+  config.data.val_teacher_labels = ''  # '' = <val_folder>/teacher_labels.tsv (optional)
+  # source='mix': {name: {folder, weight, holdout, teacher_labels}}; each source is
+  # sampled in proportion to its weight, and its `holdout` photos (a fixed
+  # sample, datasets/folder.holdout_photos) are never trained on and form the
+  # validation set 'holdout/<name>'. See configs/mix.py.
+  config.data.sources = ml_collections.ConfigDict()
   config.data.folder_max_short_side = 256  # source='folder': stored downscaled (0 = as is)
   config.data.grey_threshold = 0.05   # skip photos whose 99th-percentile chroma is below
   config.data.crop_size = 224         # random crops of this size (+ horizontal flips)
+  # What the global path sees in training: 'crop' (the crop, resized to global
+  # size) or 'photo' (the whole photo squashed to global size, as at inference).
+  config.data.global_view = 'crop'
   config.data.num_workers = 4         # grain worker processes (0 = in-process)
 
   # Optimisation: MSE on a*b* + alpha * cross-entropy on the scene label.

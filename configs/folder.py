@@ -3,8 +3,9 @@
   python train.py --config configs/folder.py --workdir runs/folder \
       --config.data.folder=../shared/data/train --config.data.val_folder=../shared/data/val
 
-Sub-folders become scene labels with --config.data.folder_labels=True; without
-labels the classification loss is dropped.
+Sub-folders become scene labels with --config.data.labels=source, an ImageNet
+teacher's (label.py) with --config.data.labels=teacher; without labels the
+classification loss is dropped.
 """
 from configs import default
 
@@ -12,6 +13,7 @@ from configs import default
 def get_config():
   config = default.get_config()
   config.data.source = 'folder'
+  config.data.labels = 'none'
   config.data.folder = '../shared/data/train'
   config.data.val_folder = '../shared/data/val'
   config.data.num_workers = 0  # 2-core machines: threads in-process are faster

@@ -11,6 +11,7 @@ def get_config():
   config.model.num_classes = 4
   config.model.global_size = 32
   config.data.source = 'folder'
+  config.data.labels = 'none'
   config.data.crop_size = 32
   config.data.num_workers = 0
   config.batch_size = 8

@@ -89,10 +89,11 @@ class Logger:
     self.say(f'step {step}/{self.total_steps}  loss {metrics["loss"]:.5f}  '
              f'mse {metrics["mse"]:.5f}  {timing}')
 
-  def eval(self, step, metrics):
-    self.write({'step': step, 'split': 'val', **metrics})
-    self.say(f'step {step}  validation: loss {metrics["loss"]:.5f}  '
-             f'psnr {metrics["psnr"]:.2f} dB')
+  def eval(self, step, name, metrics):
+    self.write({'step': step, 'split': 'val', 'set': name, **metrics})
+    accuracy = f'  top-1 {metrics["accuracy"]:.1%}' if metrics['labelled'] else ''
+    self.say(f'step {step}  validation {name}: loss {metrics["loss"]:.5f}  '
+             f'psnr {metrics["psnr"]:.2f} dB{accuracy}')
     self.restart_clock(step)
 
   def restart_clock(self, step):
@@ -104,17 +105,21 @@ class Logger:
       print(line, flush=True)
 
 
-def evaluate(p_eval_step, state, source, config):
-  """Summed metrics over (at most config.eval_batches of) the validation data."""
+def evaluate(p_eval_step, state, part, config, abort=lambda: False):
+  """Summed metrics over (at most config.eval_batches of) one validation set;
+  None when `abort()` turned true before the last batch."""
   size = input_pipeline.per_host_batch_size(config)
   totals = None
-  for i, batch in enumerate(input_pipeline.eval_batches(source, config)):
+  for i, batch in enumerate(input_pipeline.eval_batches(part, config)):
     if i == config.eval_batches:
       break
+    if abort():
+      return None
     sums = p_eval_step(state, _device_batch(_padded_eval_batch(batch, size)))
     sums = jax.tree.map(lambda x: float(x[0]), sums)
     totals = sums if totals is None else {k: totals[k] + sums[k] for k in totals}
-  return {k: float(v) for k, v in step_lib.summarize(totals, config.alpha).items()}
+  means = step_lib.summarize(totals, config.alpha)
+  return {**{k: float(v) for k, v in means.items()}, 'labelled': float(totals['labelled'])}
 
 
 def _save(manager, step, state, data_iterator, model_config, class_names):
@@ -174,6 +179,11 @@ class Preemption:
       return multihost_utils.reached_preemption_sync_point(step)
     return self.requested
 
+  def pending(self):
+    """Whether to cut work short now. Only one process can: several must keep
+    running the same collectives until they agree at a step (`reached`)."""
+    return jax.process_count() == 1 and self.requested
+
   def close(self):
     if self.previous is not None:
       signal.signal(signal.SIGTERM, self.previous)
@@ -200,13 +210,13 @@ def train_and_evaluate(config, workdir):
   """
   workdir = pathlib.Path(workdir).expanduser().absolute()
   workdir.mkdir(parents=True, exist_ok=True)
-  train_source, val_source, info = input_pipeline.build_datasets(config)
+  train_parts, val_parts, info = input_pipeline.build_datasets(config)
   model_config = _model_config(config, info)
   config = config.copy_and_resolve_references()
   config.model = model_config
 
   state = step_lib.create_train_state(config, jax.random.key(config.seed))
-  data_iterator = input_pipeline.train_iterator(train_source, config)
+  data_iterator = input_pipeline.train_iterator(train_parts, config)
   options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True)
   manager = ocp.CheckpointManager(workdir / 'checkpoints', options=options)
   state = _restore(manager, state, data_iterator)
@@ -230,18 +240,26 @@ def train_and_evaluate(config, workdir):
       if step == profile_last:
         jax.profiler.stop_trace()
       stop = step == config.num_train_steps or preemption.reached(step)
+      preempted = stop and step < config.num_train_steps
       log = step % config.log_every_steps == 0 or stop
       save = step % config.checkpoint_every_steps == 0 or stop
       if log or save:
         _check_finite(metrics, step, manager)
       if log:
         logger.train(step, {k: float(v[0]) for k, v in metrics.items()})
-      if val_source is not None and (step % config.eval_every_steps == 0 or stop):
-        logger.eval(step, evaluate(p_eval_step, state, val_source, config))
-      if save:
+      if save:  # before validation: a preemption's grace period goes to saving
         _save(manager, step, state, data_iterator, model_config, info.class_names)
         logger.restart_clock(step)
-      if stop and step < config.num_train_steps:
+      if not preempted and (step % config.eval_every_steps == 0 or
+                            step == config.num_train_steps):
+        for name, part in val_parts.items():
+          metrics = evaluate(p_eval_step, state, part, config, abort=preemption.pending)
+          if metrics is None:
+            break
+          logger.eval(step, name, metrics)
+      if preempted or (step < config.num_train_steps and preemption.pending()):
+        if not save:  # SIGTERM came during validation
+          _save(manager, step, state, data_iterator, model_config, info.class_names)
         logger.say(f'stopped by SIGTERM at step {step}; checkpoint saved in '
                    f'{manager.directory}. Rerun the same command to resume.')
         break

@@ -91,6 +91,6 @@ def train_config(tiny_config, photo_folders, tmp_path_factory):
   """The tiny config reading the photo folders, with labels from sub-folders."""
   config = tiny_config.copy_and_resolve_references()
   config.data.folder, config.data.val_folder = map(str, photo_folders)
-  config.data.folder_labels = True
+  config.data.labels = 'source'
   config.data.tfds_dir = str(tmp_path_factory.getbasetemp() / 'tfds')
   return config

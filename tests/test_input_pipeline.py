@@ -71,9 +71,9 @@ def photo_dir(tmp_path_factory):
 def folder_data(photo_dir, tmp_path_factory):
   """The folder dataset, built once: (config, train source, val source, info)."""
   config = _config(tmp_path_factory.mktemp('tfds'), folder=str(photo_dir),
-                   folder_labels=True, folder_max_short_side=64)
+                   labels='source', folder_max_short_side=64)
   train, val, info = input_pipeline.build_datasets(config)
-  return config, train, val, info
+  return config, train[0], val, info
 
 
 def _take(iterator, n):
@@ -89,8 +89,8 @@ def _assert_same(batches_a, batches_b):
 
 def test_folder_build_skips_greyscale_and_broken(folder_data):
   _, train, val, info = folder_data
-  assert val is None
-  assert info.num_train == len(train) == 8
+  assert val == {}
+  assert info.num_train == len(train.source) == 8
   assert info.skipped['train'][photos.GREYSCALE] == 2
   assert info.skipped['train'][photos.UNREADABLE] == 2
   assert sorted(info.skipped['train']['examples'][photos.UNREADABLE]) == [
@@ -103,19 +103,19 @@ def test_folder_build_skips_greyscale_and_broken(folder_data):
 def test_folder_labels_and_stored_sizes(folder_data):
   _, train, _, info = folder_data
   assert info.class_names == CLASSES and info.num_classes == 3
-  for example in train:
+  for example in train.source:
     assert example['label'] == CLASSES.index(example['filename'].decode().split('/')[0])
     image = example['image']
     assert image.dtype == np.uint8 and image.shape[-1] == 3
     assert min(image.shape[:2]) <= 64  # stored downscaled
   assert input_pipeline.class_names(_config('.', folder=folder_data[0].data.folder,
-                                            folder_labels=True)) == CLASSES
+                                            labels='source')) == CLASSES
 
 
 def test_folder_without_labels(photo_dir, tmp_path):
   config = _config(tmp_path, folder=str(photo_dir), folder_max_short_side=64)
   train, _, info = input_pipeline.build_datasets(config)
-  assert info.class_names == () and 'label' not in train[0]
+  assert info.class_names == () and 'label' not in train[0].source[0]
   batch = next(input_pipeline.train_iterator(train, config, shard_index=0, shard_count=1))
   np.testing.assert_array_equal(batch['label'], -1)
 
@@ -196,7 +196,7 @@ def test_eval_batches_one_deterministic_pass(folder_data):
   assert [b['l'].shape[0] for b in full] == [4, 4]
   _assert_same(full, list(input_pipeline.eval_batches(train, config, shard_index=0, shard_count=1)))
   labels = sorted(int(label) for b in full for label in b['label'])
-  assert labels == sorted(int(e['label']) for e in train)
+  assert labels == sorted(int(e['label']) for e in train.source)
   # Two shards: disjoint, together the whole pass (each host gets batch 4 / 2).
   rows = lambda batches: {b['ab'][i].tobytes() for b in batches for i in range(len(b['ab']))}
   shards = [rows(input_pipeline.eval_batches(train, config, shard_index=i, shard_count=2))
@@ -214,12 +214,12 @@ def test_prepare_photo_downscales_and_uprights():
 
 
 def test_places365_with_mock_data(tmp_path):
-  config = _config(tmp_path, source='places365')
+  config = _config(tmp_path, source='places365', labels='source')
   with tfds.testing.mock_data(num_examples=10, policy=tfds.testing.MockPolicy.USE_CODE):
     train, val, info = input_pipeline.build_datasets(config)
     assert info.num_classes == 365 and info.class_names[0] == 'airfield'
     batch = next(input_pipeline.train_iterator(train, config, shard_index=0, shard_count=1))
-    evals = list(input_pipeline.eval_batches(val, config, shard_index=0, shard_count=1))
+    evals = list(input_pipeline.eval_batches(val['val'], config, shard_index=0, shard_count=1))
   assert batch['l'].shape == (4, CROP, CROP, 1) and batch['ab'].shape == (4, CROP, CROP, 2)
   assert ((0 <= batch['label']) & (batch['label'] < 365)).all()
   assert [b['ab'].shape[0] for b in evals] == [4, 4, 2]
@@ -256,8 +256,10 @@ def test_places365_builds_from_manual_tars(tmp_path):
   manual = tmp_path / 'manual'
   manual.mkdir()
   _fake_places365(manual)
-  config = _config(tmp_path / 'tfds', source='places365', manual_dir=str(manual))
-  train, val, info = input_pipeline.build_datasets(config)
+  config = _config(tmp_path / 'tfds', source='places365', labels='source',
+                   manual_dir=str(manual))
+  (train,), val, info = input_pipeline.build_datasets(config)
+  train, val = train.source, val['val'].source
   assert (info.num_train, info.num_val) == (4, 2)
   assert info.skipped['train'][photos.GREYSCALE] == 1
   labels = {e['filename'].decode().split('/', 1)[1]: int(e['label']) for e in train}

@@ -28,7 +28,7 @@ def free_port():
 
 def start(process_id, port, config, workdir):
   overrides = [f'--config.data.folder={config.data.folder}', '--config.data.val_folder=',
-               '--config.data.folder_labels=True', f'--config.data.tfds_dir={config.data.tfds_dir}',
+               '--config.data.labels=source', f'--config.data.tfds_dir={config.data.tfds_dir}',
                f'--config.num_train_steps={STEPS}', f'--config.checkpoint_every_steps={STEPS}',
                '--config.model.dtype=float64', '--config.model.param_dtype=float64']
   env = {**os.environ, 'PYTHONPATH': str(ROOT), 'JAX_PLATFORMS': 'cpu', 'JAX_ENABLE_X64': '1',

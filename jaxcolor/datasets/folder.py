@@ -1,6 +1,9 @@
 """TFDS builder for any folder of photos (jpg, png, ...), searched recursively.
 
-Labels, when asked for, are the names of the folder's top-level sub-folders.
+Labels, when asked for, are the names of the folder's top-level sub-folders
+(one named 'unlabelled' holds photos without a label). With `holdout=N`, a fixed
+N photos (`holdout_photos`) form a 'holdout' split for validation and the
+'train' split never holds them.
 Greyscale and unreadable photos are skipped; how many (and the first few names)
 are logged and stored in `builder.info.metadata['skipped']['train']`. Each distinct
 (folder contents, options) gets its own builder config, named after a hash of
@@ -29,9 +32,19 @@ def list_photos(folder):
   return found
 
 
+UNLABELLED = 'unlabelled'
+
+
 def class_names(folder):
-  """Sorted names of folder's sub-folders that hold photos: the class labels."""
-  return tuple(sorted({path.split('/')[0] for path in list_photos(folder) if '/' in path}))
+  """Sorted names of folder's sub-folders that hold photos (except 'unlabelled'): the labels."""
+  tops = {path.split('/')[0] for path in list_photos(folder) if '/' in path}
+  return tuple(sorted(tops - {UNLABELLED}))
+
+
+def holdout_photos(files, count):
+  """The `count` files whose SHA-1 of the relative path is smallest: a fixed sample
+  that does not depend on the machine, the listing order or the other files' names."""
+  return set(sorted(files, key=lambda p: hashlib.sha1(p.encode()).hexdigest())[:count])
 
 
 @dataclasses.dataclass
@@ -41,10 +54,11 @@ class FolderConfig(tfds.core.BuilderConfig):
   class_names: tuple = ()
   max_short_side: int = 256
   grey_threshold: float = photos.GREY_THRESHOLD
+  holdout: int = 0
 
 
 def make_config(folder, *, class_names=(), max_short_side=256,
-                grey_threshold=photos.GREY_THRESHOLD):
+                grey_threshold=photos.GREY_THRESHOLD, holdout=0):
   """A FolderConfig named '<folder name>_<hash of options and file list>'."""
   folder = os.path.abspath(os.path.expanduser(folder))
   if not os.path.isdir(folder):
@@ -54,18 +68,20 @@ def make_config(folder, *, class_names=(), max_short_side=256,
     raise FileNotFoundError(f'No photos ({", ".join(photos.IMAGE_EXTENSIONS)}) under {folder!r}.')
   # Size and mtime of every file, so that edits to the folder trigger a rebuild.
   stats = [(p, os.stat(os.path.join(folder, p))) for p in files]
+  # (holdout only when set, so that folders built before it existed are reused)
   key = json.dumps([folder, list(class_names), max_short_side, grey_threshold,
-                    [(p, s.st_size, s.st_mtime_ns) for p, s in stats]])
+                    [(p, s.st_size, s.st_mtime_ns) for p, s in stats],
+                    *([holdout] if holdout else [])])
   digest = hashlib.sha1(key.encode()).hexdigest()[:12]
   stem = ''.join(c if c.isalnum() else '_' for c in os.path.basename(folder).lower())
   return FolderConfig(name=f'{stem or "root"}_{digest}', folder=folder,
                       class_names=tuple(class_names), max_short_side=max_short_side,
-                      grey_threshold=grey_threshold,
+                      grey_threshold=grey_threshold, holdout=holdout,
                       description=f'Photos under {folder}')
 
 
 class PhotoFolder(tfds.core.GeneratorBasedBuilder):
-  """Photos of one folder as a single 'train' split; build it with make_config()."""
+  """Photos of one folder as a 'train' split (and 'holdout'); build it with make_config()."""
 
   name = 'photo_folder'
   VERSION = tfds.core.Version('1.0.0')
@@ -81,12 +97,16 @@ class PhotoFolder(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     del dl_manager  # everything is local
-    return {'train': self._generate_examples()}
+    files = list_photos(self.builder_config.folder)
+    if not self.builder_config.holdout:
+      return {'train': self._generate_examples('train', files)}
+    held = holdout_photos(files, self.builder_config.holdout)
+    return {'train': self._generate_examples('train', [p for p in files if p not in held]),
+            'holdout': self._generate_examples('holdout', [p for p in files if p in held])}
 
-  def _generate_examples(self):
+  def _generate_examples(self, split, files):
     cfg = self.builder_config
     skipped = photos.SkipLog()
-    files = list_photos(cfg.folder)
     for path, (data, reason) in zip(files, photos.ordered_parallel_map(self._prepare, files)):
       if reason:
         skipped.add(reason, path)
@@ -98,9 +118,9 @@ class PhotoFolder(tfds.core.GeneratorBasedBuilder):
       yield path, example
     # Runs once every example was written, before TFDS saves the info.
     self.info.metadata['folder'] = cfg.folder
-    self.info.metadata['skipped'] = {'train': skipped.as_dict()}
-    logging.info('%s: kept %d of %d photos; skipped %d greyscale, %d unreadable.',
-                 cfg.folder, len(files) - sum(skipped.counts.values()), len(files),
+    self.info.metadata.setdefault('skipped', {})[split] = skipped.as_dict()
+    logging.info('%s (%s): kept %d of %d photos; skipped %d greyscale, %d unreadable.',
+                 cfg.folder, split, len(files) - sum(skipped.counts.values()), len(files),
                  skipped.counts[photos.GREYSCALE], skipped.counts[photos.UNREADABLE])
 
   def _prepare(self, path):
