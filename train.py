@@ -17,7 +17,9 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+import jaxcolor
 from jaxcolor import checkpoint
+from jaxcolor import config_checks
 from jaxcolor import trainer
 
 FLAGS = flags.FLAGS
@@ -35,6 +37,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  jaxcolor.enable_fast_cpu_convolutions()
   # Progress is printed; absl's INFO stream (orbax, TFDS) only with --verbosity=0.
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
@@ -46,7 +49,7 @@ def main(argv):
         f'{jax.devices()[0].platform} devices', flush=True)
   try:
     state = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except (trainer.TrainingDiverged, checkpoint.CheckpointError) as e:
+  except (config_checks.ConfigError, trainer.TrainingDiverged, checkpoint.CheckpointError) as e:
     print(f'error: {e}', file=sys.stderr, flush=True)
     return 1
   # Every process says what it ended with, so hosts can be checked to agree.

@@ -24,6 +24,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxcolor import checkpoint
+from jaxcolor import config_checks
 from jaxcolor import input_pipeline
 from jaxcolor import plots
 from jaxcolor import train_step as step_lib
@@ -208,6 +209,7 @@ def train_and_evaluate(config, workdir):
   Resumes from the newest checkpoint in the workdir. On SIGTERM it saves a
   checkpoint and returns early; on a non-finite loss it raises TrainingDiverged.
   """
+  config_checks.check(config)
   workdir = pathlib.Path(workdir).expanduser().absolute()
   workdir.mkdir(parents=True, exist_ok=True)
   train_parts, val_parts, info = input_pipeline.build_datasets(config)
@@ -223,7 +225,7 @@ def train_and_evaluate(config, workdir):
 
   p_train_step = step_lib.parallel(step_lib.train_step, config, donate=True)
   p_eval_step = step_lib.parallel(step_lib.eval_step, config)
-  state = jax_utils.replicate(state)
+  state = step_lib.replicate(state)
   logger = Logger(workdir, config.num_train_steps, config.batch_size)
   logger.forget_after(int(state.step[0]))
   preemption = Preemption()

@@ -11,6 +11,7 @@ import time
 
 import jax
 import numpy as np
+from PIL import Image
 
 from jaxcolor import checkpoint
 
@@ -102,3 +103,25 @@ def test_diverging_loss_stops_and_keeps_the_last_good_checkpoint(train_config, t
   assert 'Traceback' not in output
   assert checkpoint.read_meta(tmp_path / 'checkpoints')['step'] == 2
   jax.tree.map(np.testing.assert_array_equal, good, final_params(tmp_path))
+
+
+def test_sigterm_during_validation_saves_first_and_cuts_it_short(train_config, tmp_path):
+  """Validation at step 2 over many photos; SIGTERM arrives while it runs. The run
+  saves step 2 at once (no checkpoint was due) and logs no validation for it."""
+  val = tmp_path / 'val'
+  val.mkdir()
+  for i in range(200):
+    x = np.random.default_rng(i).integers(0, 255, (40, 40, 3), np.uint8)
+    Image.fromarray(x).save(val / f'{i}.png')
+  workdir = tmp_path / 'run'
+  process = start(train_config, workdir, f'--config.data.val_folder={val}',
+                  '--config.eval_every_steps=2', '--config.eval_batches=1000',
+                  '--config.checkpoint_every_steps=1000')
+  wait_for_line(process, 'step 2/')
+  process.send_signal(signal.SIGTERM)
+  output = process.communicate(timeout=120)[0]
+  assert process.returncode == 0, output[-3000:]
+  assert 'stopped by SIGTERM at step 2;' in output, output[-3000:]
+  assert checkpoint.read_meta(workdir / 'checkpoints')['step'] == 2
+  records = [json.loads(line) for line in (workdir / 'metrics.jsonl').open()]
+  assert [r['split'] for r in records] == ['train', 'train']

@@ -59,7 +59,7 @@ def one_process_run(config):
   source, _, _ = input_pipeline.build_datasets(config)
   shards = [input_pipeline.train_iterator(source, config, shard_index=i, shard_count=2)
             for i in range(2)]
-  state = jax_utils.replicate(step_lib.create_train_state(config, jax.random.key(config.seed)))
+  state = step_lib.replicate(step_lib.create_train_state(config, jax.random.key(config.seed)))
   p_train_step = step_lib.parallel(step_lib.train_step, config)
   for _ in range(STEPS):
     halves = [next(shard) for shard in shards]

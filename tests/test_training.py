@@ -1,5 +1,4 @@
 """Training: pmapped Adadelta steps on real photos, device equivalence, resume, profiles."""
-from flax import jax_utils
 import jax
 import numpy as np
 import pytest
@@ -24,7 +23,7 @@ def data(train_config):
 def test_pmapped_steps_lower_the_loss_and_keep_replicas_equal(train_config, data):
   assert jax.local_device_count() == 4
   batches = input_pipeline.train_iterator(data, train_config)
-  state = jax_utils.replicate(step_lib.create_train_state(train_config, jax.random.key(0)))
+  state = step_lib.replicate(step_lib.create_train_state(train_config, jax.random.key(0)))
   p_train_step = step_lib.parallel(step_lib.train_step, train_config, donate=True)
   losses = []
   for _ in range(20):
@@ -38,7 +37,7 @@ def test_pmapped_steps_lower_the_loss_and_keep_replicas_equal(train_config, data
 
 def test_one_adadelta_step_goes_downhill(train_config, data):
   batch = trainer._device_batch(next(input_pipeline.train_iterator(data, train_config)))
-  state = jax_utils.replicate(step_lib.create_train_state(train_config, jax.random.key(0)))
+  state = step_lib.replicate(step_lib.create_train_state(train_config, jax.random.key(0)))
   p_train_step = step_lib.parallel(step_lib.train_step, train_config)
   stepped, before = p_train_step(state, batch)
   # Same batch again from the stepped params (BatchNorm uses batch statistics).
@@ -59,7 +58,7 @@ def test_four_devices_compute_the_one_device_step(train_config, data):
       devices = jax.devices()[:count]
       p_train_step = step_lib.parallel(step_lib.train_step, train_config, devices=devices)
       split = jax.tree.map(lambda x: x.reshape(count, -1, *x.shape[1:]), batch)
-      stepped, metrics = p_train_step(jax_utils.replicate(state, devices), split)
+      stepped, metrics = p_train_step(step_lib.replicate(state, devices), split)
       results.append(jax.device_get((stepped.params, stepped.batch_stats, metrics)))
   one, four = [jax.tree.map(lambda x: x[0], r) for r in results]
   assert one[0]['low_level']['conv1']['conv']['kernel'].dtype == np.float64
@@ -93,3 +92,30 @@ def test_resume_ends_with_the_params_of_a_straight_run(train_config, tmp_path):
   variables, model_config, class_names = checkpoint.load(workdir / 'checkpoints')
   assert class_names == ['astronaut', 'chelsea', 'coffee', 'rocket']
   leaves_close(variables['params'], straight.params)
+
+
+def test_the_step_traces_once(train_config, data):
+  """Steps after the first reuse its compilation: their state comes back placed as
+  it went in."""
+  traces = []
+
+  def counted(state, batch, **constants):
+    traces.append(1)
+    return step_lib.train_step(state, batch, **constants)
+
+  batches = input_pipeline.train_iterator(data, train_config)
+  state = step_lib.replicate(step_lib.create_train_state(train_config, jax.random.key(0)))
+  p_train_step = step_lib.parallel(counted, train_config, donate=True)
+  for _ in range(3):
+    state, _ = p_train_step(state, trainer._device_batch(next(batches)))
+  assert len(traces) == 1
+
+
+def test_crops_larger_than_the_global_input(train_config, tmp_path):
+  """The global path sees each 48x48 crop resized to 32x32; the local path the crop."""
+  train_config.data.crop_size = 48
+  train_config.eval_every_steps = 2
+  state = _run(train_config, tmp_path, 2)
+  assert int(state.step) == 2
+  records = (tmp_path / 'metrics.jsonl').read_text()
+  assert '"split": "val"' in records
