@@ -13,6 +13,7 @@ import sys
 
 from absl import logging
 
+import jaxcolor
 from jaxcolor import checkpoint
 from jaxcolor import evaluation
 from jaxcolor import inference
@@ -24,7 +25,9 @@ METHODS = (('model', 'model'), ('greyscale', 'greyscale baseline (a*b* = 0)'),
 def parse_args(argv):
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--folder', required=True, help='colour photos (searched recursively)')
+  parser.add_argument('--folder', required=True,
+                      help='colour photos, searched recursively as infer.py and training do '
+                           '(hidden files and folders and the --output folder left out)')
   parser.add_argument('--output', default='eval', help='folder for results.json and the sheet')
   parser.add_argument('--checkpoint', help='default: the bundled model')
   parser.add_argument('--max-side', type=int, default=evaluation.MAX_SIDE,
@@ -46,6 +49,7 @@ def print_table(summary):
 
 def main(argv=None):
   args = parse_args(argv)
+  jaxcolor.enable_fast_cpu_convolutions()
   logging.set_verbosity(logging.ERROR)
   output = pathlib.Path(args.output)
   results_path, sheet_path = output / 'results.json', output / 'contact_sheet.png'
@@ -59,7 +63,7 @@ def main(argv=None):
   except checkpoint.CheckpointError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
-  photos, skipped = evaluation.load_colour_photos(args.folder, args.max_side)
+  photos, skipped = evaluation.load_colour_photos(args.folder, args.max_side, skip=output)
   for message in skipped:
     print(f'skipped {message}', file=sys.stderr)
   if not photos:

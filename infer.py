@@ -1,14 +1,19 @@
 """Colorize black-and-white photos.
 
-  python infer.py --image old_photo.jpg                 # -> colorized/old_photo.jpg
-  python infer.py --image scans/ --output out/ --topk 3
+  python infer.py --image old_photo.jpg                  # -> colorized/old_photo.jpg
+  python infer.py --image scans/ --output out/ --topk 3  # scans/1920/a.jpg -> out/1920/a.jpg
   python infer.py --image portrait.jpg --style sunset.jpg --side-by-side
+
+Folders are searched recursively. In the output folder every result keeps its
+input's path relative to the folder that holds all inputs (a/x.jpg and b/x.jpg
+-> out/a/x.jpg and out/b/x.jpg), so one result never replaces another.
 """
 import argparse
 import sys
 
 from absl import logging
 
+import jaxcolor
 from jaxcolor import batch
 from jaxcolor import checkpoint
 from jaxcolor import images
@@ -25,9 +30,12 @@ def parse_args(argv):
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--image', nargs='+', required=True,
-                      help='image files, globs or folders to colorize')
-  parser.add_argument('--output', help='output file (one input) or folder '
-                      f'(default: {batch.DEFAULT_OUTPUT}/)')
+                      help='image files, globs or folders to colorize; folders are searched '
+                           'recursively, leaving out hidden files and folders and the output '
+                           'folder')
+  parser.add_argument('--output', help='an image file name (one input only) or a folder '
+                      f'(default: {batch.DEFAULT_OUTPUT}/), where results keep their inputs\' '
+                      'paths relative to the folder that holds all inputs')
   parser.add_argument('--checkpoint', help='checkpoint folder or training workdir '
                       'checkpoints/ (default: the bundled model)')
   parser.add_argument('--style', help='take the global features (scene, mood) from this image')
@@ -36,7 +44,8 @@ def parse_args(argv):
   parser.add_argument('--side-by-side', action='store_true',
                       help='write the grey input and the colorized result side by side')
   parser.add_argument('--overwrite', action='store_true',
-                      help='replace existing output files (inputs are never replaced)')
+                      help='replace existing output files (never an input, nor another '
+                           'result of this run)')
   parser.add_argument('--max-pixels', type=int, default=images.MAX_PIXELS,
                       help='refuse larger images (default: %(default)s)')
   parser.add_argument('--tile', type=int, default=inference.DEFAULT_TILE, metavar='N',
@@ -50,7 +59,16 @@ def parse_args(argv):
 
 def main(argv=None):
   args = parse_args(argv)
+  jaxcolor.enable_fast_cpu_convolutions()
   logging.set_verbosity(logging.ERROR)  # orbax's informational chatter
+  inputs, problems = batch.collect_inputs(args.image, skip=args.output or batch.DEFAULT_OUTPUT)
+  for problem in problems:
+    print(f'error: {problem}', file=sys.stderr)
+  try:
+    plan = batch.plan_outputs(inputs, args.output)
+  except ValueError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
   checkpoint_dir = args.checkpoint or checkpoint.BUNDLED
   if args.checkpoint is None and not checkpoint.BUNDLED.exists():
     print(NO_MODEL, file=sys.stderr)
@@ -62,12 +80,8 @@ def main(argv=None):
   except (checkpoint.CheckpointError, images.ImageError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
-  inputs, problems = batch.collect_inputs(args.image)
-  for problem in problems:
-    print(f'error: {problem}', file=sys.stderr)
-  failures = batch.colorize_files(
-      predictor, batch.plan_outputs(inputs, args.output), style_l, args.topk,
-      args.side_by_side, args.overwrite, args.max_pixels)
+  failures = batch.colorize_files(predictor, plan, style_l, args.topk, args.side_by_side,
+                                  args.overwrite, args.max_pixels)
   failures += len(problems)
   if failures:
     print(f'{failures} of {len(inputs) + len(problems)} inputs failed', file=sys.stderr)

@@ -33,6 +33,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from configs import default  # noqa: E402
+import jaxcolor  # noqa: E402
 from jaxcolor import inference  # noqa: E402
 from jaxcolor import model as model_lib  # noqa: E402
 from jaxcolor import train_step as step_lib  # noqa: E402
@@ -174,6 +175,7 @@ def main():
   parser.add_argument('--child-size', type=int, help=argparse.SUPPRESS)
   parser.add_argument('--child-tile', type=int, default=0, help=argparse.SUPPRESS)
   args = parser.parse_args()
+  jaxcolor.enable_fast_cpu_convolutions()
   if args.child_size:
     return child(args)
   sizes = [int(s) for s in args.sizes.split(',') if s]

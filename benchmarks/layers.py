@@ -24,6 +24,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench import bench_train, median_time  # noqa: E402
+import jaxcolor  # noqa: E402
 from jaxcolor import model as model_lib  # noqa: E402
 from jaxcolor import ops  # noqa: E402
 
@@ -74,6 +75,7 @@ def main():
   parser.add_argument('--reps', type=int, default=5)
   parser.add_argument('--no-step', action='store_true', help='skip the training-step row')
   args = parser.parse_args()
+  jaxcolor.enable_fast_cpu_convolutions()
   rows = []
   print(f'{"layer":22s} {"input":>15s} {"GFLOP":>6s} {"fwd ms":>7s} {"dx ms":>7s} {"dw ms":>7s}'
         f' {"fwd/dx/dw GFLOP/s":>18s}')

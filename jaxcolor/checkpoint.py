@@ -8,7 +8,9 @@ A checkpoint is a folder with (at least) two orbax items:
 Training checkpoints (a CheckpointManager's numbered step folders) add more
 items beside them; `resolve` accepts either kind of folder.
 """
+import argparse
 import pathlib
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -132,7 +134,24 @@ def export(source, destination):
   save(destination, variables, model_config, class_names, read_meta(source)['step'])
 
 
+def main(argv=None):
+  parser = argparse.ArgumentParser(
+      prog='python -m jaxcolor.checkpoint',
+      description='Copies the model of a checkpoint (weights, BatchNorm statistics, config '
+                  'and class names; no optimizer state) into a new standalone checkpoint '
+                  'folder, as infer.py --checkpoint and evaluate.py --checkpoint read it.')
+  parser.add_argument('source', help="a checkpoint folder, or a training run's checkpoints/ "
+                      '(its newest finished step)')
+  parser.add_argument('destination', help='a folder that does not exist yet')
+  args = parser.parse_args(argv)
+  try:
+    export(args.source, args.destination)
+  except CheckpointError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  print(f'wrote {args.destination}')
+  return 0
+
+
 if __name__ == '__main__':
-  import sys
-  export(*sys.argv[1:3])
-  print(f'wrote {sys.argv[2]}')
+  sys.exit(main())

@@ -67,12 +67,11 @@ class Photo:
   label: str | None  # the parent folder's name
 
 
-def load_colour_photos(folder, max_side=MAX_SIDE):
-  """Colour photos under `folder` (recursively); returns (photos, skipped messages)."""
+def load_colour_photos(folder, max_side=MAX_SIDE, skip=None):
+  """Colour photos under `folder`, searched as images.find_images does (leaving
+  out the folder `skip`); returns (photos, skipped messages)."""
   photos, skipped = [], []
-  for path in sorted(pathlib.Path(folder).rglob('*')):
-    if not path.is_file() or path.suffix.lower() not in images.READABLE:
-      continue
+  for path in images.find_images(folder, skip=skip):
     try:
       with Image.open(path) as image:
         image = image.convert('RGB')
@@ -112,10 +111,11 @@ def evaluate(predictor, photos):
 
 def summarize(per_photo, mean_ab):
   """Means over photos of every score, and scene accuracy where labels exist."""
-  summary = {'photos': len(per_photo), 'mean_ab': [float(x) for x in mean_ab]}
+  summary = {'photos': len(per_photo)}
   for method in ('model', 'greyscale', 'mean_ab'):
     summary[method] = {k: float(np.mean([row[method][k] for row in per_photo]))
                        for k in ('psnr', 'ssim', 'colourfulness')}
+  summary['mean_ab']['ab'] = [float(x) for x in mean_ab]  # the baseline's one colour
   summary['ground_truth'] = {'colourfulness': float(np.mean(
       [row['ground_truth_colourfulness'] for row in per_photo]))}
   labelled = [row for row in per_photo if 'label' in row]

@@ -72,6 +72,23 @@ def load_luminance(path, max_pixels=MAX_PIXELS):
                      had_colour=not is_grey(rgb), notes=notes)
 
 
+def find_images(folder, extensions=READABLE, skip=None):
+  """Files under `folder` whose suffix is in `extensions`, searched recursively
+  (following links) in a fixed order: each folder's files by name, then its
+  sub-folders by name. Hidden files and folders (names starting with '.') and
+  the folder `skip` (an output folder inside the input folder) are left out.
+  infer.py, evaluate.py and training all search folders this way."""
+  seen = {os.path.realpath(skip)} if skip else set()  # a link back up is not walked again
+  found = []
+  for root, dirs, files in os.walk(folder, followlinks=True):
+    seen.add(os.path.realpath(root))
+    dirs[:] = sorted(d for d in dirs if not d.startswith('.') and
+                     os.path.realpath(os.path.join(root, d)) not in seen)
+    found.extend(pathlib.Path(root, name) for name in sorted(files)
+                 if not name.startswith('.') and pathlib.Path(name).suffix.lower() in extensions)
+  return found
+
+
 def is_grey(rgb):
   """Whether an sRGB image in [0, 1] has (nearly) equal channels everywhere."""
   return (rgb.max(axis=-1) - rgb.min(axis=-1)).mean() * 255 < GREY_SPREAD

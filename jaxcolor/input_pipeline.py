@@ -411,10 +411,14 @@ def _batched(ds, batch_size, drop_remainder):
   return ds.to_iter_dataset(read).batch(batch_size, drop_remainder=drop_remainder)
 
 
-def _mark_flags_parsed():
-  """grain's worker processes read absl flags, which a program without absl.app never parsed."""
-  if not flags.FLAGS.is_parsed():
-    flags.FLAGS.mark_as_parsed()
+def _let_grain_read_its_profiling_flag():
+  """Starting worker processes, grain reads --grain_enable_multiprocess_worker_profiling,
+  which fails where absl flags were never parsed (a program without absl.app).
+  Marking that one flag given makes its default readable, as grain does in its
+  workers, and leaves every other flag and the parsed state as they are."""
+  name = 'grain_enable_multiprocess_worker_profiling'
+  if not flags.FLAGS.is_parsed() and name in flags.FLAGS:
+    flags.FLAGS[name].present = True
 
 
 def _parts(data):
@@ -453,7 +457,7 @@ def train_iterator(data, config, *, seed=None, shard_index=None, shard_count=Non
       streams, [p.weight for p in parts])
   batches = _batched(ds, per_host_batch_size(config, count), drop_remainder=True)
   if config.data.num_workers:
-    _mark_flags_parsed()
+    _let_grain_read_its_profiling_flag()
     batches = batches.mp_prefetch(grain.MultiprocessingOptions(
         num_workers=config.data.num_workers, per_worker_buffer_size=2))
   return iter(batches)

@@ -6,10 +6,7 @@ import json
 import pathlib
 import sys
 
-import matplotlib
-
-matplotlib.use('Agg')  # no display needed
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib import figure as figure_lib
 
 PANELS = (('loss', 'loss (MSE + alpha x CE)'), ('mse', 'a*b* MSE'), ('psnr', 'PSNR (dB)'))
 
@@ -27,7 +24,9 @@ def read_metrics(path):
 def plot_curves(metrics_path, png_path):
   """Writes one panel per metric, training and validation curves against step."""
   runs = read_metrics(metrics_path)
-  figure, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 3.6))
+  # A bare Figure draws with Agg without pyplot, so no backend is chosen for the process.
+  figure = figure_lib.Figure(figsize=(5 * len(PANELS), 3.6))
+  axes = figure.subplots(1, len(PANELS))
   for ax, (key, title) in zip(axes, PANELS):
     for (split, records), colour in zip(runs.items(), ('C0', 'C1')):
       points = [(r['step'], r[key]) for r in records if key in r]
@@ -41,7 +40,6 @@ def plot_curves(metrics_path, png_path):
       ax.legend()
   figure.tight_layout()
   figure.savefig(png_path, dpi=100)
-  plt.close(figure)
 
 
 if __name__ == '__main__':

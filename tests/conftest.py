@@ -1,6 +1,6 @@
 """Test setup: 4 fake CPU devices (for pmap), fast CPU convolutions, tiny models.
 
-XLA_FLAGS must be set before JAX is imported anywhere.
+XLA_FLAGS must be set before JAX starts its backend.
 """
 import os
 import sys
@@ -14,6 +14,10 @@ os.environ['XLA_FLAGS'] = ' '.join([
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='jaxcolor-xla-'))
 os.environ.setdefault('JAXCOLOR_CACHE_DIR', os.environ['JAX_COMPILATION_CACHE_DIR'])  # infer.py's
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jaxcolor  # noqa: E402
+
+jaxcolor.enable_fast_cpu_convolutions()  # as the commands do (test_imports.py checks it)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

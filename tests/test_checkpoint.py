@@ -68,3 +68,18 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path, tiny_checkpoint):
   shutil.rmtree(damaged / checkpoint.META)
   with pytest.raises(checkpoint.CheckpointError, match='not a jaxcolor checkpoint'):
     checkpoint.load(damaged)
+
+
+def test_export_command(tiny_checkpoint, tiny_variables, tmp_path, capsys):
+  """python -m jaxcolor.checkpoint SOURCE DESTINATION, in-process."""
+  with pytest.raises(SystemExit) as exit_:
+    checkpoint.main(['--help'])
+  assert exit_.value.code == 0
+  assert 'usage: python -m jaxcolor.checkpoint' in capsys.readouterr().out
+  destination = tmp_path / 'exported'
+  assert checkpoint.main([str(tiny_checkpoint), str(destination)]) == 0
+  variables, _, class_names = checkpoint.load(destination)
+  jax.tree.map(np.testing.assert_array_equal, variables, tiny_variables)
+  assert class_names == ['beach', 'forest', 'street', 'room']
+  assert checkpoint.main([str(tiny_checkpoint), str(destination)]) == 1
+  assert 'already exists; choose a new folder' in capsys.readouterr().err

@@ -1,9 +1,5 @@
-"""Evaluation metrics against hand-computed values, and evaluate.py end to end."""
+"""Evaluation metrics against hand-computed values, and evaluate.py end to end (in-process)."""
 import json
-import os
-import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,9 +7,10 @@ from PIL import Image
 from skimage.metrics import structural_similarity
 
 from conftest import photo
+import evaluate
+from jaxcolor import color
 from jaxcolor import evaluation
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+from jaxcolor import inference
 
 
 def test_psnr_by_hand():
@@ -42,27 +39,48 @@ def test_ssim_matches_scikit_image():
   assert evaluation.ssim(truth, truth) == pytest.approx(1.0)
 
 
-def test_evaluate_writes_scores_and_a_contact_sheet(tiny_checkpoint, tmp_path):
+def test_evaluate_scores_each_photo_against_its_own_colours(tiny_checkpoint, tmp_path, capsys):
   photos = tmp_path / 'photos'
+  names = ('astronaut', 'chelsea', 'rocket')
   (photos / 'beach').mkdir(parents=True)
-  for name in ('astronaut', 'chelsea', 'rocket'):
+  for name in names:
     Image.fromarray(photo(name)[:90, :120]).save(photos / 'beach' / f'{name}.png')
   Image.fromarray(photo('coffee')).convert('L').save(photos / 'grey.png')
-  out = tmp_path / 'eval'
-  env = {**os.environ, 'PYTHONPATH': str(ROOT)}
-  run = subprocess.run([sys.executable, str(ROOT / 'evaluate.py'), '--folder', str(photos),
-                        '--checkpoint', str(tiny_checkpoint), '--output', str(out)],
-                       capture_output=True, text=True, env=env, timeout=300)
-  assert run.returncode == 0, run.stderr
-  assert 'grey.png: greyscale' in run.stderr
+  Image.fromarray(photo('coffee')[:90, :120]).save(photos / '.hidden.png')  # left out
+  out = photos / 'eval'  # inside the folder: its contact sheet is never a photo
+  for flags in ([], ['--overwrite']):
+    assert evaluate.main(['--folder', str(photos), '--checkpoint', str(tiny_checkpoint),
+                          '--output', str(out), *flags]) == 0
+  run = capsys.readouterr()
+  assert 'grey.png: greyscale' in run.err and 'greyscale baseline' in run.out
   results = json.loads((out / 'results.json').read_text())
+  assert [row['file'] for row in results['per_photo']] == [
+      str(photos / 'beach' / f'{name}.png') for name in names]
+
+  # Every number again, from the photos, with the metrics tested above.
+  predictor = inference.Predictor.from_checkpoint(tiny_checkpoint)
+  truths = [photo(name)[:90, :120] / 255.0 for name in names]
+  labs = [color.rgb_to_lab(truth) for truth in truths]
+  mean_ab = np.mean([lab[..., 1:].reshape(-1, 2) for lab in labs], axis=(0, 1))
+  predictions = [predictor(color.normalize_l(lab[..., 0]).astype(np.float32)) for lab in labs]
+  outputs = {
+      'model': [p.rgb for p in predictions],
+      'greyscale': [color.grey_rgb(color.normalize_l(lab[..., 0])) for lab in labs],
+      'mean_ab': [color.lab_to_rgb(np.concatenate(
+          [lab[..., :1], np.broadcast_to(mean_ab, (90, 120, 2))], -1)) for lab in labs]}
   summary = results['summary']
-  assert summary['photos'] == 3 and len(results['per_photo']) == 3
+  np.testing.assert_allclose(summary['mean_ab']['ab'], mean_ab, rtol=1e-6)
+  for method, rgbs in outputs.items():
+    for key, metric in [('psnr', evaluation.psnr), ('ssim', evaluation.ssim),
+                        ('colourfulness', lambda rgb, _: evaluation.colourfulness(rgb))]:
+      expected = [metric(rgb, truth) for rgb, truth in zip(rgbs, truths)]
+      found = [row[method][key] for row in results['per_photo']]
+      np.testing.assert_allclose(found, expected, rtol=1e-3, err_msg=f'{method} {key}')
+      assert summary[method][key] == pytest.approx(np.mean(found))
   assert summary['greyscale']['colourfulness'] == 0.0
-  assert summary['ground_truth']['colourfulness'] > 10
-  for method in ('model', 'greyscale', 'mean_ab'):
-    assert 5 < summary[method]['psnr'] < 60 and 0 < summary[method]['ssim'] <= 1
-  assert 0.0 <= summary['model']['scene_accuracy'] <= 1.0  # 'beach' is a class of the model
+  assert summary['ground_truth']['colourfulness'] == pytest.approx(
+      np.mean([evaluation.colourfulness(truth) for truth in truths]))
+  correct = [predictor.top_k(p.probabilities, 1)[0][0] == 'beach' for p in predictions]
+  assert summary['model']['scene_accuracy'] == pytest.approx(np.mean(correct))
   sheet = Image.open(out / 'contact_sheet.png')
   assert sheet.height == 3 * 160 and sheet.width == round(3 * 120 * 160 / 90)
-  assert 'greyscale baseline' in run.stdout

@@ -28,12 +28,13 @@ def write(tmp_path, name, image, **options):
                                          ('RGBA', '.png'), ('LA', '.png'), ('1', '.png'),
                                          ('P', '.png'), ('L', '.tif'), ('RGB', '.bmp')])
 def test_modes_and_formats(tmp_path, mode, suffix):
-  path = write(tmp_path, f'photo {mode} é{suffix}', Image.fromarray(GREY).convert(mode))
-  loaded = images.load_luminance(path)
+  image = Image.fromarray(GREY).convert(mode)
+  loaded = images.load_luminance(write(tmp_path, f'photo {mode} é{suffix}', image))
   assert loaded.l.shape == GREY.shape and loaded.l.dtype == np.float32
-  assert 0.0 <= loaded.l.min() and loaded.l.max() <= 1.0
-  if mode in ('L', 'RGBA', 'LA', 'P') and suffix != '.jpg':
-    np.testing.assert_allclose(loaded.l, expected_l(GREY), atol=1e-5)
+  # The lightness of the pixels as stored (1-bit: dithered black and white);
+  # JPEG's loss moves it by at most ~2 L* here, a misread channel by tens.
+  expected = expected_l(np.asarray(image.convert('L')))
+  np.testing.assert_allclose(loaded.l, expected, atol=0.03 if suffix == '.jpg' else 1e-5)
   assert not loaded.had_colour
 
 

@@ -1,4 +1,4 @@
-"""infer.py end to end, in a subprocess, on real photo files."""
+"""infer.py on real photo files: once as a user runs it (a subprocess), otherwise in-process."""
 import hashlib
 import io
 import os
@@ -65,24 +65,24 @@ def test_batch_colorizes_good_files_and_reports_bad_ones(photos, tiny_checkpoint
   assert any('astronaut.jpg' in line and '%' in line for line in result.stdout.splitlines())
 
 
-def test_existing_outputs_are_kept_and_side_by_side(photos, tiny_checkpoint, tmp_path):
+def test_existing_outputs_are_kept_and_side_by_side(photos, tiny_checkpoint, tmp_path, capsys):
   source = photos / 'astronaut.jpg'
   target = tmp_path / 'result.png'
   target.write_bytes(b'precious')
-  result = run_infer('--image', source, '--checkpoint', tiny_checkpoint, '--output', target)
-  assert result.returncode == 1 and 'already exists' in result.stderr
+  assert infer.main(['--image', str(source), '--checkpoint', str(tiny_checkpoint),
+                     '--output', str(target)]) == 1
+  assert 'already exists' in capsys.readouterr().err
   assert target.read_bytes() == b'precious'
 
-  result = run_infer('--image', source, '--checkpoint', tiny_checkpoint, '--output', target,
-                     '--overwrite', '--side-by-side')
-  assert result.returncode == 0, result.stderr
+  assert infer.main(['--image', str(source), '--checkpoint', str(tiny_checkpoint),
+                     '--output', str(target), '--overwrite', '--side-by-side']) == 0
   assert Image.open(target).size == (2 * 77, 101)
 
 
-def test_default_output_folder(photos, tiny_checkpoint, tmp_path):
-  result = run_infer('--image', photos / 'chelsea.png', '--checkpoint', tiny_checkpoint,
-                     cwd=tmp_path)
-  assert result.returncode == 0, result.stderr
+def test_default_output_folder(photos, tiny_checkpoint, tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  assert infer.main(['--image', str(photos / 'chelsea.png'),
+                     '--checkpoint', str(tiny_checkpoint)]) == 0
   assert Image.open(tmp_path / 'colorized' / 'chelsea.png').size == (90, 61)
 
 
@@ -96,14 +96,13 @@ def test_without_a_model_says_how_to_get_one(photos, tmp_path, monkeypatch, caps
   assert not (tmp_path / 'colorized').exists()
 
 
-def test_output_folder_that_cannot_be_written(photos, tiny_checkpoint, tmp_path):
+def test_output_folder_that_cannot_be_written(photos, tiny_checkpoint, tmp_path, capsys):
   blocker = tmp_path / 'a_file'
   blocker.write_text('not a folder')
-  result = run_infer('--image', photos / 'chelsea.png', photos / 'astronaut.jpg',
-                     '--checkpoint', tiny_checkpoint, '--output', blocker / 'out')
-  assert result.returncode == 1
-  errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
-  assert len(errors) == 2 and all('cannot write' in e for e in errors), result.stderr
+  assert infer.main(['--image', str(photos / 'chelsea.png'), str(photos / 'astronaut.jpg'),
+                     '--checkpoint', str(tiny_checkpoint), '--output', str(blocker / 'out')]) == 1
+  errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith('error:')]
+  assert len(errors) == 2 and all('cannot write' in e for e in errors), errors
   assert blocker.read_text() == 'not a folder'
 
 
@@ -118,16 +117,84 @@ def test_an_input_is_never_an_output(photos, tiny_config, tiny_variables):
   assert source.read_bytes() == before
 
 
-def test_tiled_output_matches_untiled(tiny_checkpoint, tmp_path):
+def test_tiled_output_matches_untiled(tiny_checkpoint, tmp_path, capsys):
   source = tmp_path / 'big.png'
   Image.fromarray(photo('astronaut')[:203, :150]).save(source)
   outputs = {}
   for tile in (0, 64):
     out = tmp_path / f'tile{tile}.png'
-    result = run_infer('--image', source, '--checkpoint', tiny_checkpoint, '--output', out,
-                       '--tile', tile)
-    assert result.returncode == 0, result.stderr
+    assert infer.main(['--image', str(source), '--checkpoint', str(tiny_checkpoint),
+                       '--output', str(out), '--tile', str(tile)]) == 0
     outputs[tile] = np.asarray(Image.open(out), np.int16)
   assert np.abs(outputs[0] - outputs[64]).max() <= 1  # 8-bit rounding of equal floats
-  bad = run_infer('--image', source, '--checkpoint', tiny_checkpoint, '--tile', 30)
-  assert bad.returncode == 2 and '--tile must be 0 or a positive multiple of 8' in bad.stderr
+  with pytest.raises(SystemExit) as exit_:
+    infer.parse_args(['--image', str(source), '--tile', '30'])
+  assert exit_.value.code == 2
+  assert '--tile must be 0 or a positive multiple of 8' in capsys.readouterr().err
+
+
+def grey_photo(path, name, height, width):
+  """A greyscale crop of one of the bundled photos, written to `path` (its folders made)."""
+  path.parent.mkdir(parents=True, exist_ok=True)
+  Image.fromarray(photo(name)[:height, :width]).convert('L').save(path)
+
+
+def colorize(*args):
+  return infer.main([str(arg) for arg in args])
+
+
+def test_same_names_in_different_folders_keep_both_results(tiny_checkpoint, tmp_path):
+  """Both used to go to out/x.png: the second failed, or with --overwrite replaced the first."""
+  grey_photo(tmp_path / 'a' / 'x.png', 'astronaut', 24, 40)
+  grey_photo(tmp_path / 'b' / 'x.png', 'rocket', 40, 24)
+  out = tmp_path / 'out'
+  for flags in ([], ['--overwrite']):
+    assert colorize('--image', tmp_path / 'a' / 'x.png', tmp_path / 'b' / 'x.png',
+                    '--output', out, '--checkpoint', tiny_checkpoint, *flags) == 0
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob('*.*')) == ['a/x.png',
+                                                                               'b/x.png']
+    assert Image.open(out / 'a' / 'x.png').size == (40, 24)
+    assert Image.open(out / 'b' / 'x.png').size == (24, 40)
+
+
+def test_folders_are_searched_recursively_into_the_same_structure(tiny_checkpoint, tmp_path,
+                                                                  capsys):
+  scans = tmp_path / 'scans'
+  sizes = {'x.gif': (24, 40), 'x.png': (40, 24), '1920/x.png': (32, 32)}  # input: (H, W)
+  for name, size in {**sizes, '.hidden.png': (8, 8), '.cache/z.png': (8, 8)}.items():
+    grey_photo(scans / name, 'coffee', *size)
+  out = scans / 'colorized'  # inside the input folder: never searched
+  expected = {'x.png': 'x.gif', 'x-2.png': 'x.png', '1920/x.png': '1920/x.png'}  # output: input
+  for flags in ([], ['--overwrite']):  # the second run finds the same inputs
+    assert colorize('--image', scans, '--output', out, '--checkpoint', tiny_checkpoint,
+                    *flags) == 0
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob('*.*')) == sorted(expected)
+    for output, source in expected.items():
+      assert Image.open(out / output).size == sizes[source][::-1]
+    assert len(capsys.readouterr().out.splitlines()) == 3
+
+
+def test_an_image_file_name_for_several_inputs_is_an_error(photos, tiny_checkpoint, tmp_path,
+                                                           capsys):
+  inputs = [photos / 'chelsea.png', photos / 'astronaut.jpg']
+  target = tmp_path / 'name.png'
+  assert colorize('--image', *inputs, '--output', target, '--checkpoint', tiny_checkpoint) == 2
+  message = capsys.readouterr().err
+  assert f'{target} is an image file name' in message and '2 inputs' in message, message
+  assert not target.exists()
+  # A name ending in '/' is a folder, whatever its extension.
+  assert colorize('--image', *inputs, '--output', f'{target}/',
+                  '--checkpoint', tiny_checkpoint) == 0
+  assert sorted(p.name for p in target.iterdir()) == ['astronaut.jpg', 'chelsea.png']
+
+
+def test_output_names_stay_inside_the_output_folder_and_never_collide(tmp_path, monkeypatch):
+  (tmp_path / 'here').mkdir()
+  monkeypatch.chdir(tmp_path / 'here')
+  inputs = {pathlib.Path(p): pathlib.Path(b) for p, b in [
+      ('../a/x.png', '../a'), ('X.png', '.'), ('x.png', '.'), ('x.gif', '.'), ('x.tif', '.')]}
+  plan = batch.plan_outputs(inputs, 'out')
+  assert {str(k): str(v) for k, v in plan.items()} == {
+      '../a/x.png': 'out/a/x.png', 'X.png': 'out/here/X.png',
+      'x.png': 'out/here/x-2.png',  # X.png and x.png are one file where case is ignored
+      'x.gif': 'out/here/x-3.png', 'x.tif': 'out/here/x.tif'}

@@ -22,7 +22,6 @@ def test_output_is_full_size_colour_with_the_original_lightness(predictor, heigh
   l = photo_l('chelsea', height, width)
   prediction = predictor(l)
   assert prediction.rgb.shape == (height, width, 3)
-  assert prediction.rgb.min() >= 0.0 and prediction.rgb.max() <= 1.0
   # Wherever the colour is inside the sRGB gamut (no channel clipped), the
   # output's L* is exactly the full-resolution input's.
   rgb = prediction.rgb.astype(np.float64)
@@ -30,8 +29,10 @@ def test_output_is_full_size_colour_with_the_original_lightness(predictor, heigh
   assert in_gamut.any()
   lab = color.rgb_to_lab(rgb)
   np.testing.assert_allclose(lab[..., 0][in_gamut] / 100, l[in_gamut], atol=2e-4)
-  assert prediction.probabilities.shape == (4,)
-  assert prediction.probabilities.sum() == pytest.approx(1.0, abs=1e-5)
+  # The scene comes from the global path's G x G rescale of the image alone.
+  global_l = inference.resize_to_square(l[..., None], predictor.global_size)[..., 0]
+  np.testing.assert_allclose(prediction.probabilities, predictor(global_l).probabilities,
+                             atol=1e-5)
 
 
 def test_output_has_colour(predictor):
@@ -57,13 +58,18 @@ def test_chrominance_is_upsampled_from_half_resolution(predictor):
 
 
 def test_style_image_lends_its_global_features(predictor):
-  l = photo_l('astronaut', 48, 40)
+  l, style = photo_l('astronaut', 48, 40), photo_l('rocket', 300, 200)
   plain = predictor(l)
   same = predictor(l, style_l=l)
-  styled = predictor(l, style_l=photo_l('rocket', 300, 200))
+  styled = predictor(l, style_l=style)
   np.testing.assert_allclose(same.rgb, plain.rgb, atol=1e-6)
-  assert np.abs(styled.rgb - plain.rgb).max() > 1e-3
-  assert not np.allclose(styled.probabilities, plain.probabilities)
+  # The scene is the style image's; the colours move by what the global path
+  # changes (measured: a mean of 0.13 per sRGB channel); the lightness stays.
+  np.testing.assert_allclose(styled.probabilities, predictor(style).probabilities, atol=1e-5)
+  assert np.abs(styled.rgb - plain.rgb).mean() > 0.03
+  lightness = color.rgb_to_lab(styled.rgb.astype(np.float64))[..., 0] / 100
+  in_gamut = ((styled.rgb > 1e-4) & (styled.rgb < 1 - 1e-4)).all(axis=-1)
+  np.testing.assert_allclose(lightness[in_gamut], l[in_gamut], atol=2e-4)
 
 
 def test_top_k_names_classes_best_first(predictor, tiny_config, tiny_variables):

@@ -17,19 +17,15 @@ import os
 from absl import logging
 import tensorflow_datasets as tfds
 
+from jaxcolor import images
 from jaxcolor.datasets import photos
 
 
 def list_photos(folder):
-  """Sorted relative paths (with '/') of every photo under folder, recursively."""
-  found = []
-  for root, dirs, files in os.walk(folder, followlinks=True):
-    dirs.sort()
-    rel = os.path.relpath(root, folder)
-    for name in sorted(files):
-      if name.lower().endswith(photos.IMAGE_EXTENSIONS) and not name.startswith('.'):
-        found.append(name if rel == '.' else f'{rel}/{name}'.replace(os.sep, '/'))
-  return found
+  """Relative paths (with '/') of every photo under folder, found as infer.py and
+  evaluate.py find them (images.find_images: recursively, hidden names left out)."""
+  return [path.relative_to(folder).as_posix()
+          for path in images.find_images(folder, photos.IMAGE_EXTENSIONS)]
 
 
 UNLABELLED = 'unlabelled'
