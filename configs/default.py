@@ -31,7 +31,7 @@ def get_config():
   config.data.labels = 'source'
   config.data.teacher_labels = ''     # source='folder': '' = <folder>/teacher_labels.tsv
   config.data.val_teacher_labels = ''  # '' = <val_folder>/teacher_labels.tsv (optional)
-  # source='mix': {name: {folder, weight, holdout, teacher_labels}}; each source is
+  # source='mix': {name: {folder, weight, holdout, teacher_labels, folder_labels}}; each is
   # sampled in proportion to its weight, and its `holdout` photos (a fixed
   # sample, datasets/folder.holdout_photos) are never trained on and form the
   # validation set 'holdout/<name>'. See configs/mix.py.

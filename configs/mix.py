@@ -27,8 +27,10 @@ def get_config(photos='../data/extra'):
   config.data.source = 'mix'
   config.data.sources = {
       name: {'folder': os.path.join(photos, name), 'weight': weight, 'holdout': HOLDOUT,
-             'teacher_labels': ''}  # '' = <folder>/teacher_labels.tsv
+             'teacher_labels': '',  # '' = <folder>/teacher_labels.tsv
+             'folder_labels': True}  # sub-folders name classes
       for name, weight in WEIGHTS.items()}
   config.data.sources.train.folder = '../shared/data/train'
+  config.data.sources.train.folder_labels = False  # its sub-folders name datasets
   config.data.sources.train.holdout = 0  # ../shared/data/val is its validation set
   return config

@@ -116,8 +116,9 @@ def label_top_k(config):
 def _source_specs(config):
   """({name: spec} of training sources, {name: spec} of validation sources).
 
-  A spec is a ConfigDict with folder, weight, holdout and teacher_labels; the
-  holdout photos of a source form the validation set 'holdout/<name>'.
+  A spec is a ConfigDict with folder, weight, holdout, teacher_labels and
+  folder_labels (whether its sub-folders name classes); the holdout photos of a
+  source form the validation set 'holdout/<name>'.
   """
   data = config.data
   if data.source == 'folder':
@@ -136,11 +137,17 @@ def _source_specs(config):
   return train, val
 
 
-def _spec(folder, weight=1.0, holdout=0, teacher_labels=''):
+def _spec(folder, weight=1.0, holdout=0, teacher_labels='', folder_labels=True):
   folder = os.path.abspath(os.path.expanduser(folder))
   teacher_labels = teacher_labels or os.path.join(folder, teacher.LABELS_FILE)
-  return ml_collections.ConfigDict(dict(folder=folder, weight=float(weight),
-                                        holdout=int(holdout), teacher_labels=teacher_labels))
+  return ml_collections.ConfigDict(dict(folder=folder, weight=float(weight), holdout=int(holdout),
+                                        teacher_labels=teacher_labels,
+                                        folder_labels=bool(folder_labels)))
+
+
+def _folder_classes(spec):
+  """A mix source's own class names: its sub-folders, unless they are not labels."""
+  return folder_lib.class_names(spec.folder) if spec.folder_labels else ()
 
 
 def class_names(config):
@@ -157,7 +164,7 @@ def class_names(config):
     if config.data.source == 'folder':
       return folder_lib.class_names(train['train'].folder)
     return tuple(f'{name}/{label}' for name, spec in train.items()
-                 for label in folder_lib.class_names(spec.folder))
+                 for label in _folder_classes(spec))
   if labels in ('teacher', 'teacher_soft'):
     return _teacher_labels(train)[1]
   raise ValueError(f"Unknown config.data.labels {labels!r} "
@@ -206,9 +213,8 @@ def _targets(config, train, val, names):
     return {n: Targets('none') for n in [*train, *holdouts, *val]}
   if config.data.source != 'mix':  # stored labels already index `names`
     return {n: Targets('source') for n in [*train, *val]}
-  mapping = {n: np.array([names.index(f'{n}/{label}')
-                          for label in folder_lib.class_names(spec.folder)], np.int32)
-             for n, spec in train.items()}
+  mapping = {n: np.array([names.index(f'{n}/{label}') for label in _folder_classes(spec)],
+                          np.int32) for n, spec in train.items()}
   mapping.update({h: mapping[n] for h, n in holdouts.items()})
   # The val folders' own sub-folders name none of the sources' classes.
   return {**{n: Targets('source', mapping=m) for n, m in mapping.items()},
@@ -259,7 +265,7 @@ def _builders(config, tfds_dir):
     # (Targets maps it to the global list, and changing labels rebuilds
     # nothing); one folder and its val folder store the train folder's.
     if mix:
-      names = folder_lib.class_names(spec.folder) if name in train else ()
+      names = _folder_classes(spec) if name in train else ()
     else:
       names = class_names(config) if source_labels else ()
     builder = _folder_builder(config, spec.folder, names, tfds_dir,
