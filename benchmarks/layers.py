@@ -4,11 +4,12 @@ timed alone, forward / input gradient / weight gradient, and the step's page fau
   python benchmarks/layers.py                 # batch 8 at 224 (the training row of bench.py)
   python benchmarks/layers.py --batch 1 --size 1024
 
-Each convolution runs as training runs it (`ops.conv_general_dilated`: XLA's
-convolution, the stride-2 layers with their phase-split input gradient) in its
-own jitted function, median of --reps calls. The step row runs the real
-training step and reports minor page faults and system CPU time per step,
-read from getrusage. Prints a table and a final JSON line.
+Each convolution runs as training runs it on this backend (`ops.conv` with the
+kernels of `ops.kernels_for`: on CPU, XLA's convolution with the stride-2
+layers' phase-split input gradient) in its own jitted function, median of
+--reps calls. The step row runs the real training step and reports minor page
+faults and system CPU time per step, read from getrusage. Prints a table and a
+final JSON line.
 """
 import argparse
 import json
@@ -56,8 +57,7 @@ def time_layer(batch, side, cin, cout, stride, reps):
   w = jnp.asarray(rng.standard_normal((3, 3, cin, cout), np.float32) * 0.05)
 
   def conv(x, w):
-    return ops.conv_general_dilated(x, w, (stride, stride), ((1, 1), (1, 1)),
-                                    dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return ops.conv(x, w, stride, ops.kernels_for())
   g = jnp.ones_like(conv(x, w))
   forward = jax.jit(conv)
   input_grad = jax.jit(lambda x, w, g: jax.vjp(lambda x: conv(x, w), x)[1](g)[0])

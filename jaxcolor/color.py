@@ -5,6 +5,7 @@ matching library, so the input pipeline (numpy, in worker processes) and the
 jitted model code share one implementation. Constants follow CIE 15 / sRGB
 (IEC 61966-2-1) exactly as scikit-image uses them.
 """
+from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
@@ -26,11 +27,18 @@ def _xp(x):
   return np if isinstance(x, (np.ndarray, np.generic)) else jnp
 
 
+def _matmul(x, matrix):
+  """x @ matrix; under JAX at full precision (GPU/TPU default to TF32 or bf16 passes)."""
+  if _xp(x) is np:
+    return x @ matrix
+  return jnp.matmul(x, matrix, precision=lax.Precision.HIGHEST)
+
+
 def rgb_to_lab(rgb):
   """sRGB in [0, 1], shape (..., 3) -> L*a*b*, L in [0, 100]."""
   xp = _xp(rgb)
   linear = xp.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
-  xyz = linear @ (_XYZ_FROM_RGB.T / _D65_WHITE).astype(linear.dtype)
+  xyz = _matmul(linear, (_XYZ_FROM_RGB.T / _D65_WHITE).astype(linear.dtype))
   f = xp.where(xyz > _EPSILON, xp.cbrt(xp.maximum(xyz, _EPSILON)),
                _KAPPA * xyz + 16.0 / 116.0)
   fx, fy, fz = f[..., 0], f[..., 1], f[..., 2]
@@ -45,7 +53,7 @@ def lab_to_rgb(lab):
   fz = xp.maximum(fy - lab[..., 2] / 200.0, 0.0)  # negative Z has no colour
   f = xp.stack([fx, fy, fz], axis=-1)
   xyz = xp.where(f > 0.2068966, f ** 3, (f - 16.0 / 116.0) / _KAPPA)
-  linear = (xyz * _D65_WHITE.astype(xyz.dtype)) @ _RGB_FROM_XYZ.T.astype(xyz.dtype)
+  linear = _matmul(xyz * _D65_WHITE.astype(xyz.dtype), _RGB_FROM_XYZ.T.astype(xyz.dtype))
   rgb = xp.where(linear > 0.0031308,
                  1.055 * xp.maximum(linear, 0.0031308) ** (1 / 2.4) - 0.055,
                  12.92 * linear)

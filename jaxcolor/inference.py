@@ -23,6 +23,7 @@ import numpy as np
 from jaxcolor import checkpoint
 from jaxcolor import color
 from jaxcolor import model as model_lib
+from jaxcolor import ops
 
 
 def enable_compilation_cache(directory=None):
@@ -123,10 +124,12 @@ DEFAULT_TILE = 2048
 class Predictor:
   """A loaded model: colorizes images, names scenes, transfers style."""
 
-  def __init__(self, variables, model_config, class_names=None, tile=DEFAULT_TILE):
+  def __init__(self, variables, model_config, class_names=None, tile=DEFAULT_TILE,
+               kernels=None):
     """`tile`: images with a side above it are colorized in tiles (same result,
-    bounded memory); None never tiles."""
-    self.model = model_lib.from_config(model_config)
+    bounded memory); None never tiles. `kernels`: how convolutions are computed
+    (`ops.KERNELS`); None picks them for JAX's default backend."""
+    self.model = model_lib.from_config(model_config, kernels=kernels or ops.kernels_for())
     self.tile = tile
     self.global_size = model_config.global_size
     self.variables = model_lib.with_winograd_kernels(self.model, variables, self.global_size)

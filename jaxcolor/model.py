@@ -45,49 +45,43 @@ def batch_norm(train, dtype, param_dtype, axis_name):
                       axis_name=axis_name if train else None, name='bn')
 
 
-# Stride-1 3x3 convolutions with at least this many input and output channels
-# run as Winograd F(4x4, 3x3) at inference, from kernels transformed once
-# (`with_winograd_kernels`): up to 2.2x faster per layer on CPU for the paper's
-# 256/512-channel layers (docs/PERFORMANCE.md), slower for narrow ones.
-WINOGRAD_MIN_CHANNELS = 256
-
-
 class Conv(nn.Module):
   """A bias-free square convolution, padding kernel // 2 (nn.Conv's parameters).
 
-  If the 'winograd' collection holds this layer's transformed kernel, the
-  convolution runs as Winograd F(4x4, 3x3); when that collection is mutable,
-  eligible layers put it there (see `with_winograd_kernels`).
+  `kernels` says how it is computed, never what: XLA's own convolution ('xla')
+  or the fast paths measured on CPU ('cpu', see `jaxcolor.ops`). With 'cpu'
+  kernels, a layer whose Winograd-transformed kernel is in the 'winograd'
+  collection runs as Winograd F(4x4, 3x3), and when that collection is
+  mutable the layers where it pays put it there (see `with_winograd_kernels`).
   """
   features: int
   kernel: int = 3
   stride: int = 1
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  kernels: str = 'xla'
 
   @nn.compact
   def __call__(self, x):
     kernel = self.param('kernel', nn.initializers.lecun_normal(),
                         (self.kernel, self.kernel, x.shape[-1], self.features), self.param_dtype)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-    if self.has_variable('winograd', 'kernel'):
-      return ops.winograd_conv3x3(x, self.get_variable('winograd', 'kernel'))
-    if (self.is_mutable_collection('winograd') and not self.is_initializing()
-        and self.kernel == 3 and self.stride == 1
-        and min(x.shape[-1], self.features) >= WINOGRAD_MIN_CHANNELS):
-      self.put_variable('winograd', 'kernel', ops.winograd_weights(kernel))
-    pad = self.kernel // 2
-    return ops.conv_general_dilated(x, kernel, (self.stride,) * 2, ((pad, pad),) * 2,
-                                    dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    if self.kernels == 'cpu' and ops.winograd_pays(kernel.shape, self.stride):
+      if self.is_mutable_collection('winograd') and not self.is_initializing():
+        self.put_variable('winograd', 'kernel', ops.winograd_weights(kernel))
+      if self.has_variable('winograd', 'kernel'):
+        return ops.winograd_conv3x3(x, self.get_variable('winograd', 'kernel'))
+    return ops.conv(x, kernel, self.stride, self.kernels)
 
 
 def with_winograd_kernels(model, variables, global_size):
   """`variables` plus a 'winograd' collection of transformed kernels for the
-  layers that run faster as Winograd convolutions (inference only: training
-  never passes it, so it trains the plain convolutions)."""
-  wide = [leaf for leaf in jax.tree.leaves(variables['params'])
-          if leaf.ndim == 4 and min(leaf.shape[2:]) >= WINOGRAD_MIN_CHANNELS]
-  if not wide:  # a narrow model (such as the bundled one): nothing to run
+  layers that run faster as Winograd convolutions, when `model` has 'cpu'
+  kernels (inference only: training never passes it, so it trains the plain
+  convolutions)."""
+  wide = any(leaf.ndim == 4 and ops.winograd_pays(leaf.shape, stride=1)
+             for leaf in jax.tree.leaves(variables['params']))
+  if model.kernels != 'cpu' or not wide:  # nothing to run (narrow: the bundled model)
     return variables
   l = jnp.zeros((1, global_size, global_size, 1))
   _, extra = jax.jit(lambda v: model.apply(v, l, mutable=['winograd']))(variables)
@@ -102,11 +96,12 @@ class ConvBN(nn.Module):
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
   axis_name: str | None = None
+  kernels: str = 'xla'
 
   @nn.compact
   def __call__(self, x, train):
     x = Conv(self.features, self.kernel, self.stride, self.dtype, self.param_dtype,
-             name='conv')(x)
+             self.kernels, name='conv')(x)
     return nn.relu(batch_norm(train, self.dtype, self.param_dtype, self.axis_name)(x))
 
 
@@ -125,15 +120,16 @@ class DenseBN(nn.Module):
 
 
 class Block(nn.Module):
-  """What every paper block shares: width, dtypes, BatchNorm axis."""
+  """What every paper block shares: width, dtypes, BatchNorm axis, conv kernels."""
   width: float = 1.0
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
   axis_name: str | None = None
+  kernels: str = 'xla'
 
   def conv(self, name, channels, stride=1, kernel=3):
     return ConvBN(scaled(channels, self.width), stride, kernel, self.dtype,
-                  self.param_dtype, self.axis_name, name=name)
+                  self.param_dtype, self.axis_name, self.kernels, name=name)
 
   def dense(self, name, features):
     return DenseBN(scaled(features, self.width), self.dtype, self.param_dtype,
@@ -223,17 +219,20 @@ class Colorizer(nn.Module):
   When `l_global` is None the local input is also the global one (a G x G
   training crop) and the low-level features are computed once for both paths.
   `global_features`, `local_path` and `classify` run the parts separately
-  (tiled inference: one global vector for every tile).
+  (tiled inference: one global vector for every tile). `kernels` is how the
+  convolutions are computed, chosen by inference and training for their
+  backend (`ops.kernels_for`); the parameters do not depend on it.
   """
   width: float = 1.0
   num_classes: int = 205
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
   axis_name: str | None = None
+  kernels: str = 'xla'
 
   def setup(self):
     block = dict(width=self.width, dtype=self.dtype, param_dtype=self.param_dtype,
-                 axis_name=self.axis_name)
+                 axis_name=self.axis_name, kernels=self.kernels)
     self.low_level = LowLevel(**block)
     self.global_ = Global(name='global', **block)
     self.mid_level = MidLevel(**block)

@@ -1,27 +1,48 @@
-"""Drop-in replacements for lax ops whose XLA:CPU gradients are slow.
+"""Convolutions as each backend should run them.
 
-`conv_general_dilated` is `lax.conv_general_dilated` with one change: a 3x3,
-stride-2, padding-1 NHWC convolution (the network's downsampling layers) gets
-its input gradient from four small stride-1 convolutions, one per output
-phase, instead of XLA's input-dilated ("base-dilated") convolution, which
-multiplies by the zeros it inserts and ran up to 4x slower than the forward
-pass in a training step's profile. Forward pass and weight gradient are XLA's.
+`conv` computes the network's square convolutions with one of two sets of
+kernels (`kernels_for` picks one per backend; the parameters are the same):
 
-`winograd_conv3x3` computes a stride-1 3x3 convolution with 2.25x fewer
-multiplications from pre-transformed weights (`winograd_weights`); inference
-uses it for the wide layers, where it is faster on CPU.
+- 'xla': XLA's own convolutions. GPU and TPU run these: cuDNN and the TPU
+  compiler choose their own algorithms (cuDNN has its own Winograd), and the
+  paths below were only ever measured on CPU.
+- 'cpu': the paths that measured faster on XLA:CPU (docs/PERFORMANCE.md). A
+  3x3, stride-2, padding-1 convolution (the downsampling layers) gets its input
+  gradient from four small stride-1 convolutions, one per output phase,
+  instead of XLA's input-dilated ("base-dilated") convolution, which multiplies
+  by the zeros it inserts and ran up to 4x slower than the forward pass in a
+  training step's profile. And `winograd_conv3x3` computes the wide stride-1
+  layers (`winograd_pays`) at inference with 2.25x fewer multiplications from
+  pre-transformed weights (`winograd_weights`).
 """
 import jax
 from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
+KERNELS = ('cpu', 'xla')
+
 _NHWC = lax.ConvDimensionNumbers(lhs_spec=(0, 3, 1, 2), rhs_spec=(3, 2, 0, 1),
                                  out_spec=(0, 3, 1, 2))
 
 
+def kernels_for(platform=None):
+  """The kernels for a backend ('cpu', 'gpu', 'tpu'; default: JAX's default backend)."""
+  return 'cpu' if (platform or jax.default_backend()) == 'cpu' else 'xla'
+
+
+def conv(x_BxHxWxC, w_KxKxCxO, stride, kernels):
+  """Square convolution, zero padding K // 2 (NHWC / HWIO), by `kernels` (KERNELS)."""
+  if kernels not in KERNELS:
+    raise ValueError(f'kernels={kernels!r}: expected one of {KERNELS}')
+  if kernels == 'cpu' and stride == 2 and w_KxKxCxO.shape[:2] == (3, 3):
+    return conv3x3_stride2(x_BxHxWxC, w_KxKxCxO)
+  return _conv(x_BxHxWxC, w_KxKxCxO, stride)
+
+
 def _conv(x, w, stride):
-  return lax.conv_general_dilated(x, w, (stride, stride), ((1, 1), (1, 1)),
+  pad = w.shape[0] // 2
+  return lax.conv_general_dilated(x, w, (stride, stride), ((pad, pad), (pad, pad)),
                                   dimension_numbers=_NHWC)
 
 
@@ -70,23 +91,6 @@ def _backward(residuals, g):
 conv3x3_stride2.defvjp(_forward, _backward)
 
 
-def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
-                         rhs_dilation=None, dimension_numbers=None,
-                         feature_group_count=1, batch_group_count=1, precision=None,
-                         preferred_element_type=None):
-  """`lax.conv_general_dilated`, routing 3x3/2 NHWC convolutions to `conv3x3_stride2`."""
-  plain = (lhs_dilation in (None, (1, 1)) and rhs_dilation in (None, (1, 1))
-           and feature_group_count == 1 and batch_group_count == 1 and precision is None
-           and preferred_element_type is None and lhs.dtype == rhs.dtype)
-  if (plain and not isinstance(padding, str) and tuple(window_strides) == (2, 2)
-      and rhs.shape[:2] == (3, 3) and tuple(map(tuple, padding)) == ((1, 1), (1, 1))
-      and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers) == _NHWC):
-    return conv3x3_stride2(lhs, rhs)
-  return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
-                                  rhs_dilation, dimension_numbers, feature_group_count,
-                                  batch_group_count, precision, preferred_element_type)
-
-
 # Winograd F(4x4, 3x3) (Lavin & Gray 2016): a 6x6 input tile d gives a 4x4
 # output tile  A^T [(G g G^T) * (B^T d B)] A,  36 multiplications per channel
 # pair instead of 144. Points 0, +-1, +-2 and infinity; float32 error ~2e-5
@@ -114,6 +118,18 @@ _INPUT_TRANSFORM = np.kron(_WINOGRAD_BT, _WINOGRAD_BT)    # 36 x 36
 _OUTPUT_TRANSFORM = np.kron(_WINOGRAD_AT, _WINOGRAD_AT)   # 16 x 36
 _KERNEL_TRANSFORM = np.kron(_WINOGRAD_G, _WINOGRAD_G)     # 36 x 9
 _OUT, _IN = _WINOGRAD_AT.shape  # 4 x 4 output tiles from 6 x 6 input tiles
+
+
+# Stride-1 3x3 convolutions with at least this many input and output channels
+# run as Winograd convolutions with 'cpu' kernels at inference: up to 2.2x
+# faster per layer on CPU for the paper's 256/512-channel layers
+# (docs/PERFORMANCE.md), slower for narrow ones.
+WINOGRAD_MIN_CHANNELS = 256
+
+
+def winograd_pays(w_shape, stride):
+  """Whether a layer with this HWIO kernel shape and stride runs faster as Winograd on CPU."""
+  return tuple(w_shape[:2]) == (3, 3) and stride == 1 and min(w_shape[2:]) >= WINOGRAD_MIN_CHANNELS
 
 
 def winograd_weights(w_3x3xCxK):
@@ -150,9 +166,13 @@ def winograd_conv3x3(x_BxHxWxC, u_36xCxK):
   rows = jnp.concatenate([blocks[:, :th], blocks[:, 1:, :extra]], axis=2)
   tiles = jnp.concatenate([rows[:, :, :, :tw], rows[:, :, :, 1:, :extra]], axis=4)
   tiles = tiles.transpose(2, 4, 0, 1, 3, 5).reshape(_IN * _IN, b, th, tw, c)
-  v = jnp.tensordot(jnp.asarray(_INPUT_TRANSFORM, x.dtype), tiles, axes=1)
+  # The transforms at full precision: on GPU/TPU the default would round their
+  # large sums of signed terms through TF32 or bf16 passes.
+  v = jnp.tensordot(jnp.asarray(_INPUT_TRANSFORM, x.dtype), tiles, axes=1,
+                    precision=lax.Precision.HIGHEST)
   v = v.reshape(_IN * _IN, b * th * tw, c)
   m = lax.dot_general(v, u_36xCxK.astype(v.dtype), (((2,), (1,)), ((0,), (0,))))
-  y = jnp.tensordot(jnp.asarray(_OUTPUT_TRANSFORM, m.dtype), m, axes=1)  # 16 x tiles x K
+  y = jnp.tensordot(jnp.asarray(_OUTPUT_TRANSFORM, m.dtype), m, axes=1,
+                    precision=lax.Precision.HIGHEST)  # 16 x tiles x K
   y = y.reshape(_OUT, _OUT, b, th, tw, k).transpose(2, 3, 0, 4, 1, 5)
   return y.reshape(b, th * _OUT, tw * _OUT, k)[:, :h, :w]

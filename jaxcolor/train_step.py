@@ -15,6 +15,7 @@ import optax
 
 from jaxcolor import color
 from jaxcolor import model as model_lib
+from jaxcolor import ops
 
 AXIS = 'batch'
 
@@ -23,9 +24,12 @@ class TrainState(train_state.TrainState):
   batch_stats: Any
 
 
-def create_train_state(config, rng):
-  """Freshly initialised parameters and Adadelta state for `config`."""
-  model = model_lib.from_config(config.model, axis_name=AXIS)
+def create_train_state(config, rng, kernels=None):
+  """Freshly initialised parameters and Adadelta state for `config`; the step
+  computes convolutions with `kernels` (`ops.KERNELS`; None: those for JAX's
+  default backend, where `parallel` runs)."""
+  model = model_lib.from_config(config.model, axis_name=AXIS,
+                                kernels=kernels or ops.kernels_for())
   size = config.model.global_size
   variables = jax.jit(model.init, static_argnames='train')(
       rng, jnp.zeros((1, size, size, 1)), train=False)

@@ -1,6 +1,6 @@
 """Every fast path computes what the plain one does.
 
-- stride-2 convolutions: input gradient by output phase (jaxcolor.ops) == XLA's;
+- stride-2 convolutions: input gradient by output phase ('cpu' kernels) == XLA's;
 - Adadelta in fused form (train_step.adadelta) == optax.adadelta;
 - Winograd convolutions (inference) == XLA's convolutions;
 - tiled inference == untiled inference, and the tiles' context (LOCAL_REACH)
@@ -26,32 +26,28 @@ def test_stride2_convolution_gradients_match_xla(shape):
   x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
   w = jnp.asarray(rng.standard_normal((3, 3, shape[-1], 5)), jnp.float32)
 
-  def loss(conv):
-    return lambda x, w: jnp.sum(jnp.sin(conv(x, w, (2, 2), ((1, 1), (1, 1)),
-                                             dimension_numbers=('NHWC', 'HWIO', 'NHWC'))))
+  def loss(kernels):
+    return lambda x, w: jnp.sum(jnp.sin(ops.conv(x, w, 2, kernels)))
 
-  assert ops.conv_general_dilated(x, w, (2, 2), ((1, 1), (1, 1)),
-                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC')).shape[1:3] == (
-                                      (shape[1] + 1) // 2, (shape[2] + 1) // 2)
-  plain = jax.grad(loss(lax.conv_general_dilated), (0, 1))(x, w)
-  fast = jax.grad(loss(ops.conv_general_dilated), (0, 1))(x, w)
+  assert ops.conv(x, w, 2, 'cpu').shape[1:3] == ((shape[1] + 1) // 2, (shape[2] + 1) // 2)
+  plain = jax.grad(loss('xla'), (0, 1))(x, w)
+  fast = jax.grad(loss('cpu'), (0, 1))(x, w)
   for a, b in zip(plain, fast):
     np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-5)
   # The phase path is really the one taken: its VJP has no input-dilated convolution.
-  hlo = jax.jit(jax.grad(loss(ops.conv_general_dilated))).lower(x, w).as_text()
-  assert 'lhs_dilate = [2, 2]' not in hlo
-  assert 'lhs_dilate = [2, 2]' in jax.jit(
-      jax.grad(loss(lax.conv_general_dilated))).lower(x, w).as_text()
+  assert 'lhs_dilate = [2, 2]' not in jax.jit(jax.grad(loss('cpu'))).lower(x, w).as_text()
+  assert 'lhs_dilate = [2, 2]' in jax.jit(jax.grad(loss('xla'))).lower(x, w).as_text()
 
 
-def test_other_convolutions_are_xla_own():
-  x, w = jnp.ones((1, 8, 8, 2)), jnp.ones((3, 3, 2, 4))
-  cases = [((1, 1), ((1, 1), (1, 1))), ((2, 2), 'SAME'), ((2, 2), ((0, 0), (0, 0)))]
-  for strides, padding in cases:
+@pytest.mark.parametrize('kernels', ops.KERNELS)
+def test_convolutions_are_xla_own_forward(kernels):
+  x = jnp.asarray(np.random.default_rng(0).standard_normal((1, 9, 8, 2)), jnp.float32)
+  for size, stride in ((3, 1), (3, 2), (1, 1), (1, 2)):
+    w = jnp.asarray(np.random.default_rng(size).standard_normal((size, size, 2, 4)),
+                    jnp.float32)
     np.testing.assert_array_equal(
-        ops.conv_general_dilated(x, w, strides, padding,
-                                 dimension_numbers=('NHWC', 'HWIO', 'NHWC')),
-        lax.conv_general_dilated(x, w, strides, padding,
+        ops.conv(x, w, stride, kernels),
+        lax.conv_general_dilated(x, w, (stride, stride), [(size // 2, size // 2)] * 2,
                                  dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
 
 
@@ -136,11 +132,13 @@ def test_winograd_convolution_matches_xla(shape):
 def test_predictor_with_winograd_layers_matches_plain(tiny_config, tiny_variables, monkeypatch):
   """The tiny model's layers are too narrow for Winograd by default; lower the bar."""
   l = photo_l('astronaut', 72, 56)
-  plain = inference.Predictor(tiny_variables, tiny_config.model)
-  assert not jax.tree.leaves(plain.variables.get('winograd', {}))
-  monkeypatch.setattr(model_lib, 'WINOGRAD_MIN_CHANNELS', 1)
+  narrow = inference.Predictor(tiny_variables, tiny_config.model)
+  assert narrow.model.kernels == 'cpu' and 'winograd' not in narrow.variables
+  monkeypatch.setattr(ops, 'WINOGRAD_MIN_CHANNELS', 1)
+  plain = inference.Predictor(tiny_variables, tiny_config.model, kernels='xla')
+  assert 'winograd' not in plain.variables
   # Transformed kernels are an inference-time cache: never initialised, trained or saved.
-  init = model_lib.from_config(tiny_config.model).init(
+  init = model_lib.from_config(tiny_config.model, kernels='cpu').init(
       jax.random.key(0), jnp.zeros((1, 32, 32, 1)), train=False)
   assert set(init) == {'params', 'batch_stats'}
   fast = inference.Predictor(tiny_variables, tiny_config.model)
