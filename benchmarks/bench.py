@@ -27,7 +27,6 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from flax import jax_utils  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -123,7 +122,7 @@ def bench_train(batch=8, size=224, reps=7, config=None, kernels=None):
           'ab': rng.random((1, batch, size, size, 2), np.float32),
           'label': labels, 'label_ids': labels[..., None],
           'label_probs': np.ones((1, batch, 1), np.float32)}
-  state = jax_utils.replicate(state, jax.devices()[:1])
+  state = step_lib.replicate(state, jax.devices()[:1])
   holder = [state]
 
   def step():

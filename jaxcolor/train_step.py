@@ -11,6 +11,7 @@ from typing import Any
 from flax.training import train_state
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxcolor import color
@@ -67,12 +68,15 @@ def adadelta(learning_rate, rho, eps):
   return optax.GradientTransformation(base.init, update)
 
 
-def global_input(l_BxSxSx1, size):
-  """The global path's input: None (share the trunk) when crops are size x size."""
-  b, s, _, _ = l_BxSxSx1.shape
+def global_input(batch, size):
+  """The global path's input: the batch's own whole-photo view ('l_global'), else
+  the crop resized to size, or None (share the trunk) when crops are size x size."""
+  if 'l_global' in batch:
+    return batch['l_global']
+  b, s, _, _ = batch['l'].shape
   if s == size:
     return None
-  return jax.image.resize(l_BxSxSx1, (b, size, size, 1), 'linear', antialias=True)
+  return jax.image.resize(batch['l'], (b, size, size, 1), 'linear', antialias=True)
 
 
 def half_resolution(ab_BxHxWx2):
@@ -83,7 +87,7 @@ def half_resolution(ab_BxHxWx2):
 
 def _forward(state, params, batch, global_size, train):
   variables = {'params': params, 'batch_stats': state.batch_stats}
-  l_global = global_input(batch['l'], global_size)
+  l_global = global_input(batch, global_size)
   if train:
     return state.apply_fn(variables, batch['l'], l_global, train=True,
                           mutable=['batch_stats'])
@@ -91,14 +95,19 @@ def _forward(state, params, batch, global_size, train):
 
 
 def _loss_sums(ab_half, logits, batch, weight_B):
-  """Per-device sums of squared a*b* error and cross-entropy, and their counts."""
+  """Per-device sums of squared a*b* error and cross-entropy, and their counts.
+
+  The cross-entropy is against each example's target distribution
+  (label_probs over label_ids: one class for hard labels, the teacher's top
+  classes for soft ones); examples with all-zero probabilities have no label.
+  """
   target = half_resolution(batch['ab'])
   squared = jnp.sum(weight_B[:, None, None, None] * (ab_half - target) ** 2)
-  labelled_B = weight_B * (batch['label'] >= 0)
-  labels_B = jnp.maximum(batch['label'], 0)
-  xent = jnp.sum(labelled_B * optax.softmax_cross_entropy_with_integer_labels(
-      logits, labels_B))
-  correct = jnp.sum(labelled_B * (jnp.argmax(logits, -1) == labels_B))
+  probs_BxK = batch['label_probs']
+  labelled_B = weight_B * (jnp.sum(probs_BxK, -1) > 0)
+  log_p_BxK = jnp.take_along_axis(jax.nn.log_softmax(logits), batch['label_ids'], axis=-1)
+  xent = -jnp.sum(labelled_B[:, None] * probs_BxK * log_p_BxK)
+  correct = jnp.sum(labelled_B * (jnp.argmax(logits, -1) == batch['label']))
   return {'squared': squared, 'xent': xent, 'correct': correct,
           'pixels': jnp.sum(weight_B) * target[0].size, 'labelled': jnp.sum(labelled_B)}
 
@@ -159,6 +168,20 @@ def eval_step(state, batch, *, alpha, global_size):
   sums['psnr'] = jnp.sum(weight_B * psnr_B)
   sums['images'] = jnp.sum(weight_B)
   return jax.lax.psum(sums, AXIS)
+
+
+def replicate(tree, devices=None):
+  """One copy of `tree` per (local) device, placed as `parallel`'s outputs are.
+
+  flax's jax_utils.replicate places arrays on a mesh axis of another name, so
+  the first step's output state did not match its input and the second step
+  traced and compiled the whole step again.
+  """
+  devices = devices or jax.local_devices()
+  sharding = jax.sharding.NamedSharding(jax.sharding.Mesh(np.array(devices), (AXIS,)),
+                                        jax.sharding.PartitionSpec(AXIS))
+  return jax.device_put(
+      jax.tree.map(lambda x: np.broadcast_to(x, (len(devices), *np.shape(x))), tree), sharding)
 
 
 def parallel(step, config, donate=False, devices=None):
