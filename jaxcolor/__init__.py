@@ -56,6 +56,6 @@ def _xla_accepts(flags):
   try:
     probe = subprocess.run([sys.executable, '-c', 'import jax; jax.devices()'], env=env,
                            capture_output=True, timeout=120)
-  except subprocess.TimeoutExpired:
+  except (OSError, subprocess.TimeoutExpired):  # no interpreter to start, or a hung one
     return False
   return probe.returncode == 0

@@ -61,7 +61,7 @@ def plan_outputs(inputs, output=None):
     if len(inputs) > 1:
       raise ValueError(f'--output {output} is an image file name, which holds one result, but '
                        f'{len(inputs)} inputs were given: give a folder (a name ending in '
-                       f'"/" is one)')
+                       '"/" is one)')
     return {path: pathlib.Path(output) for path in inputs}
   if not inputs:
     return {}

@@ -44,11 +44,14 @@ def run_python(code):
   return result
 
 
-def test_importing_changes_nothing_and_the_commands_still_speed_up_convolutions():
+def test_the_library_changes_nothing_global_and_the_commands_speed_up_convolutions():
+  """One interpreter (they are slow to start): importing every module changes
+  no global state and starts no JAX backend; the commands' call then keeps
+  convolutions off YNNPACK; grain worker processes leave absl flags unparsed."""
   result = run_python("""
       import importlib, os, pkgutil, sys
       from absl import flags, logging as absl_logging
-      import jax, matplotlib
+      import jax, matplotlib, numpy as np
       from jax._src import xla_bridge
 
       def global_state():
@@ -71,6 +74,25 @@ def test_importing_changes_nothing_and_the_commands_still_speed_up_convolutions(
       assert not changed, changed
       jaxcolor.enable_fast_cpu_convolutions()  # as the commands do, before any computation
       print(conv_weight_gradient_hlo())
+
+      from configs import tiny
+      from jaxcolor import input_pipeline
+      flags.DEFINE_string('users_own_flag', 'x', 'a flag of the program that uses jaxcolor')
+      config = tiny.get_config()
+      config.data.num_workers = 1
+      image = np.random.default_rng(0).integers(0, 255, (48, 48, 3), np.uint8)
+      source = [{'image': image, 'label': i % 2} for i in range(8)]
+      iterator = input_pipeline.train_iterator(source, config, shard_index=0, shard_count=1)
+      try:
+        assert next(iterator)['l'].shape[0] == config.batch_size
+      finally:
+        iterator.close()
+      assert not flags.FLAGS.is_parsed()
+      try:
+        flags.FLAGS.users_own_flag
+        raise AssertionError('a flag became readable without parsing')
+      except flags.UnparsedFlagAccessError:
+        pass
       """)
   assert ynn_convolutions(result.stdout) == 0
 
@@ -96,29 +118,3 @@ def test_too_late_to_speed_up_convolutions_warns_once():
 def test_this_process_compiles_convolutions_outside_ynnpack():
   """conftest calls enable_fast_cpu_convolutions() as the commands do."""
   assert ynn_convolutions(conv_weight_gradient_hlo()) == 0
-
-
-def test_grain_worker_processes_leave_absl_flags_unparsed():
-  run_python("""
-      from absl import flags
-      import numpy as np
-      from configs import tiny
-      from jaxcolor import input_pipeline
-
-      flags.DEFINE_string('users_own_flag', 'x', 'a flag of the program that uses jaxcolor')
-      config = tiny.get_config()
-      config.data.num_workers = 1
-      image = np.random.default_rng(0).integers(0, 255, (48, 48, 3), np.uint8)
-      source = [{'image': image, 'label': i % 2} for i in range(8)]
-      iterator = input_pipeline.train_iterator(source, config, shard_index=0, shard_count=1)
-      try:
-        assert next(iterator)['l'].shape[0] == config.batch_size
-      finally:
-        iterator.close()
-      assert not flags.FLAGS.is_parsed()
-      try:
-        flags.FLAGS.users_own_flag
-        raise AssertionError('a flag became readable without parsing')
-      except flags.UnparsedFlagAccessError:
-        pass
-      """)
