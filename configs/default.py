@@ -51,6 +51,12 @@ def get_config():
   config.adadelta_rho = 0.95
   config.adadelta_eps = 1e-6
   config.learning_rate = 1.0          # must be explicit: optax's None ascends
+  # Optional, not the paper's: weight each pixel's squared a*b* error by the
+  # rarity of its true colour (jaxcolor/rarity.py). 0 = plain MSE (the paper),
+  # 1 = Zhang et al. 2016's weights; `rarity_mix` is their lambda.
+  config.rarity_power = 0.0
+  config.rarity_mix = 0.5
+  config.rarity_photos = 4000         # training crops the colour histogram is taken from
   config.seed = 0
 
   # Bookkeeping (all in the workdir).

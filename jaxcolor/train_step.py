@@ -16,6 +16,7 @@ import optax
 
 from jaxcolor import color
 from jaxcolor import model as model_lib
+from jaxcolor import rarity
 from jaxcolor import ops
 
 AXIS = 'batch'
@@ -94,15 +95,20 @@ def _forward(state, params, batch, global_size, train):
   return state.apply_fn(variables, batch['l'], l_global, train=False), {}
 
 
-def _loss_sums(ab_half, logits, batch, weight_B):
+def _loss_sums(ab_half, logits, batch, weight_B, ab_weights=None):
   """Per-device sums of squared a*b* error and cross-entropy, and their counts.
 
   The cross-entropy is against each example's target distribution
   (label_probs over label_ids: one class for hard labels, the teacher's top
   classes for soft ones); examples with all-zero probabilities have no label.
+  With `ab_weights` (a `rarity.weights` table) each pixel's squared error is
+  weighted by the rarity of its true colour.
   """
   target = half_resolution(batch['ab'])
-  squared = jnp.sum(weight_B[:, None, None, None] * (ab_half - target) ** 2)
+  squared_BxHxWx2 = (ab_half - target) ** 2
+  if ab_weights is not None:
+    squared_BxHxWx2 *= rarity.pixel_weights(target, ab_weights)[..., None]
+  squared = jnp.sum(weight_B[:, None, None, None] * squared_BxHxWx2)
   probs_BxK = batch['label_probs']
   labelled_B = weight_B * (jnp.sum(probs_BxK, -1) > 0)
   log_p_BxK = jnp.take_along_axis(jax.nn.log_softmax(logits), batch['label_ids'], axis=-1)
@@ -123,13 +129,14 @@ def summarize(totals, alpha):
   return means
 
 
-def train_step(state, batch, *, alpha, global_size):
-  """One Adadelta step on MSE(a*b*) + alpha * cross-entropy (labelled examples only)."""
+def train_step(state, batch, *, alpha, global_size, ab_weights=None):
+  """One Adadelta step on MSE(a*b*) + alpha * cross-entropy (labelled examples only);
+  the MSE weighted by colour rarity when `ab_weights` is given."""
   weight_B = jnp.ones(batch['l'].shape[0])
 
   def loss_fn(params):
     (ab_half, logits), updates = _forward(state, params, batch, global_size, train=True)
-    sums = _loss_sums(ab_half, logits, batch, weight_B)
+    sums = _loss_sums(ab_half, logits, batch, weight_B, ab_weights)
     # Normalised by global counts, so the psum of per-device gradients is the
     # gradient of the global-batch loss.
     pixels = jax.lax.psum(sums['pixels'], AXIS)
@@ -184,8 +191,9 @@ def replicate(tree, devices=None):
       jax.tree.map(lambda x: np.broadcast_to(x, (len(devices), *np.shape(x))), tree), sharding)
 
 
-def parallel(step, config, donate=False, devices=None):
-  """`step` pmapped over (local) devices with the config's constants bound."""
-  bound = functools.partial(step, alpha=config.alpha, global_size=config.model.global_size)
+def parallel(step, config, donate=False, devices=None, **constants):
+  """`step` pmapped over (local) devices with the config's (and other) constants bound."""
+  bound = functools.partial(step, alpha=config.alpha, global_size=config.model.global_size,
+                            **constants)
   return jax.pmap(bound, axis_name=AXIS, donate_argnums=(0,) if donate else (),
                   devices=devices)

@@ -27,6 +27,7 @@ from jaxcolor import checkpoint
 from jaxcolor import config_checks
 from jaxcolor import input_pipeline
 from jaxcolor import plots
+from jaxcolor import rarity
 from jaxcolor import train_step as step_lib
 
 
@@ -149,6 +150,28 @@ def _restore(manager, state, data_iterator):
                        opt_state=restored.optimizer)
 
 
+def _rarity_table(config, train_parts, workdir):
+  """The colour-rarity loss weights (None when config.rarity_power is 0), made once
+  from config.rarity_photos training crops and kept in the workdir, so that a
+  resumed run uses the same table."""
+  if not config.get('rarity_power', 0.0):
+    return None
+  path = workdir / 'rarity_weights.npy'
+  if not path.exists():
+    sample = config.copy_and_resolve_references()
+    sample.data.num_workers = 0
+    # Every host reads the same sample (the whole data, not its shard): one table.
+    batches = input_pipeline.train_iterator(train_parts, sample, seed=config.seed + 1,
+                                            shard_index=0, shard_count=1)
+    count = -(-config.rarity_photos // config.batch_size)
+    counts = rarity.histogram(next(batches)['ab'] for _ in range(count))
+    table = rarity.weights(counts, mix=config.rarity_mix, power=config.rarity_power)
+    if jax.process_index() == 0:
+      np.save(path, table)
+    return table
+  return np.load(path)
+
+
 def fingerprint(state):
   """A short hash of the weights and BatchNorm statistics (bitwise)."""
   digest = hashlib.sha256()
@@ -223,7 +246,8 @@ def train_and_evaluate(config, workdir):
   manager = ocp.CheckpointManager(workdir / 'checkpoints', options=options)
   state = _restore(manager, state, data_iterator)
 
-  p_train_step = step_lib.parallel(step_lib.train_step, config, donate=True)
+  p_train_step = step_lib.parallel(step_lib.train_step, config, donate=True,
+                                   ab_weights=_rarity_table(config, train_parts, workdir))
   p_eval_step = step_lib.parallel(step_lib.eval_step, config)
   state = step_lib.replicate(state)
   logger = Logger(workdir, config.num_train_steps, config.batch_size)

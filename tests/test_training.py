@@ -111,11 +111,15 @@ def test_the_step_traces_once(train_config, data):
   assert len(traces) == 1
 
 
-def test_crops_larger_than_the_global_input(train_config, tmp_path):
-  """The global path sees each 48x48 crop resized to 32x32; the local path the crop."""
+def test_crops_larger_than_the_global_input_with_rarity_weights(train_config, tmp_path):
+  """The global path sees each 48x48 crop resized to 32x32, the local path the crop; the
+  MSE is weighted by colour rarity, from a table made once and kept in the workdir."""
   train_config.data.crop_size = 48
   train_config.eval_every_steps = 2
+  train_config.rarity_power, train_config.rarity_photos = 0.5, 16
   state = _run(train_config, tmp_path, 2)
   assert int(state.step) == 2
   records = (tmp_path / 'metrics.jsonl').read_text()
   assert '"split": "val"' in records
+  table = np.load(tmp_path / 'rarity_weights.npy')
+  assert table.shape == (22, 22) and table.min() < 1 < table.max()
