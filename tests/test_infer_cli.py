@@ -144,48 +144,43 @@ def colorize(*args):
 
 
 def test_same_names_in_different_folders_keep_both_results(tiny_checkpoint, tmp_path):
-  """Both used to go to out/x.png: the second failed, or with --overwrite replaced the first."""
+  """Both used to go to out/x.png: the second replaced the first (or, without
+  --overwrite, failed)."""
   grey_photo(tmp_path / 'a' / 'x.png', 'astronaut', 24, 40)
   grey_photo(tmp_path / 'b' / 'x.png', 'rocket', 40, 24)
   out = tmp_path / 'out'
-  for flags in ([], ['--overwrite']):
-    assert colorize('--image', tmp_path / 'a' / 'x.png', tmp_path / 'b' / 'x.png',
-                    '--output', out, '--checkpoint', tiny_checkpoint, *flags) == 0
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob('*.*')) == ['a/x.png',
-                                                                               'b/x.png']
-    assert Image.open(out / 'a' / 'x.png').size == (40, 24)
-    assert Image.open(out / 'b' / 'x.png').size == (24, 40)
+  assert colorize('--image', tmp_path / 'a' / 'x.png', tmp_path / 'b' / 'x.png',
+                  '--output', out, '--checkpoint', tiny_checkpoint, '--overwrite') == 0
+  assert sorted(p.relative_to(out).as_posix() for p in out.rglob('*.*')) == ['a/x.png', 'b/x.png']
+  assert Image.open(out / 'a' / 'x.png').size == (40, 24)
+  assert Image.open(out / 'b' / 'x.png').size == (24, 40)
 
 
 def test_folders_are_searched_recursively_into_the_same_structure(tiny_checkpoint, tmp_path,
                                                                   capsys):
   scans = tmp_path / 'scans'
   sizes = {'x.gif': (24, 40), 'x.png': (40, 24), '1920/x.png': (32, 32)}  # input: (H, W)
-  for name, size in {**sizes, '.hidden.png': (8, 8), '.cache/z.png': (8, 8)}.items():
+  out = scans / 'colorized'  # inside the input folder, with an earlier result: never searched
+  for name, size in {**sizes, '.hidden.png': (8, 8), '.cache/z.png': (8, 8),
+                     'colorized/earlier.png': (8, 8)}.items():
     grey_photo(scans / name, 'coffee', *size)
-  out = scans / 'colorized'  # inside the input folder: never searched
+  assert colorize('--image', scans, '--output', out, '--checkpoint', tiny_checkpoint) == 0
   expected = {'x.png': 'x.gif', 'x-2.png': 'x.png', '1920/x.png': '1920/x.png'}  # output: input
-  for flags in ([], ['--overwrite']):  # the second run finds the same inputs
-    assert colorize('--image', scans, '--output', out, '--checkpoint', tiny_checkpoint,
-                    *flags) == 0
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob('*.*')) == sorted(expected)
-    for output, source in expected.items():
-      assert Image.open(out / output).size == sizes[source][::-1]
-    assert len(capsys.readouterr().out.splitlines()) == 3
+  assert sorted(p.relative_to(out).as_posix() for p in out.rglob('*.*')) == sorted(
+      [*expected, 'earlier.png'])
+  for output, source in expected.items():
+    assert Image.open(out / output).size == sizes[source][::-1]
+  assert len(capsys.readouterr().out.splitlines()) == 3
 
 
 def test_an_image_file_name_for_several_inputs_is_an_error(photos, tiny_checkpoint, tmp_path,
                                                            capsys):
-  inputs = [photos / 'chelsea.png', photos / 'astronaut.jpg']
   target = tmp_path / 'name.png'
-  assert colorize('--image', *inputs, '--output', target, '--checkpoint', tiny_checkpoint) == 2
+  assert colorize('--image', photos / 'chelsea.png', photos / 'astronaut.jpg',
+                  '--output', target, '--checkpoint', tiny_checkpoint) == 2
   message = capsys.readouterr().err
   assert f'{target} is an image file name' in message and '2 inputs' in message, message
   assert not target.exists()
-  # A name ending in '/' is a folder, whatever its extension.
-  assert colorize('--image', *inputs, '--output', f'{target}/',
-                  '--checkpoint', tiny_checkpoint) == 0
-  assert sorted(p.name for p in target.iterdir()) == ['astronaut.jpg', 'chelsea.png']
 
 
 def test_output_names_stay_inside_the_output_folder_and_never_collide(tmp_path, monkeypatch):
@@ -198,3 +193,8 @@ def test_output_names_stay_inside_the_output_folder_and_never_collide(tmp_path, 
       '../a/x.png': 'out/a/x.png', 'X.png': 'out/here/X.png',
       'x.png': 'out/here/x-2.png',  # X.png and x.png are one file where case is ignored
       'x.gif': 'out/here/x-3.png', 'x.tif': 'out/here/x.tif'}
+  # A name ending in '/' is a folder, whatever its extension; one input may get a file.
+  assert batch.plan_outputs(inputs, 'out.png/')[pathlib.Path('x.tif')] == pathlib.Path(
+      'out.png/here/x.tif')
+  assert batch.plan_outputs({pathlib.Path('x.gif'): pathlib.Path('.')}, 'one.jpg') == {
+      pathlib.Path('x.gif'): pathlib.Path('one.jpg')}
