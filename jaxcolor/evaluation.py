@@ -12,6 +12,7 @@ from PIL import Image
 
 from jaxcolor import color
 from jaxcolor import images
+from jaxcolor.datasets import teacher as teacher_lib
 
 # Photos are scored at their own size, shrunk (Lanczos) to this longest side.
 MAX_SIDE = 512
@@ -55,9 +56,15 @@ def colourfulness(rgb):
   return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
 
 
+def mean_ab(rgb):
+  """The mean a*, b* of an sRGB image: a colour cast shows here (sepia is a*, b* > 0)."""
+  return [float(x) for x in color.rgb_to_lab(np.asarray(rgb, np.float64))[..., 1:]
+          .reshape(-1, 2).mean(axis=0)]
+
+
 def scores(output, truth):
   return {'psnr': psnr(output, truth), 'ssim': ssim(output, truth),
-          'colourfulness': colourfulness(output)}
+          'colourfulness': colourfulness(output), 'mean_ab': mean_ab(output)}
 
 
 @dataclasses.dataclass
@@ -65,6 +72,7 @@ class Photo:
   path: pathlib.Path
   rgb: np.ndarray  # H x W x 3 float64 sRGB in [0, 1], at most MAX_SIDE
   label: str | None  # the parent folder's name
+  source: str = ''  # the top-level sub-folder of the evaluated folder ('' at its root)
 
 
 def load_colour_photos(folder, max_side=MAX_SIDE, skip=None):
@@ -83,45 +91,78 @@ def load_colour_photos(folder, max_side=MAX_SIDE, skip=None):
     if images.is_grey(rgb):
       skipped.append(f'{path}: greyscale, no colour to compare with')
       continue
-    photos.append(Photo(path, rgb, path.parent.name))
+    parts = path.relative_to(folder).parts
+    photos.append(Photo(path, rgb, path.parent.name, parts[0] if len(parts) > 1 else ''))
   return photos, skipped
 
 
-def evaluate(predictor, photos):
-  """Per-photo scores of the model and both baselines, and their means."""
+def evaluate(predictor, photos, teacher=None):
+  """Per-photo scores of the model and both baselines, and their means.
+
+  With `teacher` (224x224 uint8 RGB -> class probabilities, see
+  datasets/teacher.py), also Zhang et al. 2016's test: does the teacher name
+  the colorized photo (and the grey one) as it names the original?
+  """
   labs = [color.rgb_to_lab(p.rgb) for p in photos]
-  mean_ab = np.concatenate([lab[..., 1:].reshape(-1, 2) for lab in labs]).mean(axis=0)
+  mean_colour = np.concatenate([lab[..., 1:].reshape(-1, 2) for lab in labs]).mean(axis=0)
   per_photo, outputs = [], []
   for photo, lab in zip(photos, labs):
     l01 = color.normalize_l(lab[..., 0]).astype(np.float32)
     prediction = predictor(l01)
-    constant = np.concatenate([lab[..., :1], np.broadcast_to(mean_ab, lab.shape[:2] + (2,))], -1)
-    row = {'file': str(photo.path), 'size': list(photo.rgb.shape[:2]),
+    constant = np.concatenate([lab[..., :1], np.broadcast_to(mean_colour, lab.shape[:2] + (2,))],
+                              -1)
+    grey = color.grey_rgb(l01.astype(np.float64))
+    row = {'file': str(photo.path), 'source': photo.source, 'size': list(photo.rgb.shape[:2]),
            'model': scores(prediction.rgb, photo.rgb),
-           'greyscale': scores(color.grey_rgb(l01.astype(np.float64)), photo.rgb),
+           'greyscale': scores(grey, photo.rgb),
            'mean_ab': scores(color.lab_to_rgb(constant), photo.rgb),
-           'ground_truth_colourfulness': colourfulness(photo.rgb)}
+           'ground_truth': {'colourfulness': colourfulness(photo.rgb),
+                            'mean_ab': mean_ab(photo.rgb)}}
     top = predictor.top_k(prediction.probabilities, 1)
     if top and photo.label in predictor.class_names:
       row['label'], row['predicted'] = photo.label, top[0][0]
+    if teacher is not None:
+      truth_class = _teacher_class(teacher, photo.rgb)
+      row['model']['teacher_agrees'] = _teacher_class(teacher, prediction.rgb) == truth_class
+      row['greyscale']['teacher_agrees'] = _teacher_class(teacher, grey) == truth_class
     per_photo.append(row)
     outputs.append(prediction.rgb)
-  return summarize(per_photo, mean_ab), outputs
+  results = summarize(per_photo)
+  results['summary']['mean_ab']['ab'] = [float(x) for x in mean_colour]  # the baseline's colour
+  return results, outputs
 
 
-def summarize(per_photo, mean_ab):
-  """Means over photos of every score, and scene accuracy where labels exist."""
-  summary = {'photos': len(per_photo)}
-  for method in ('model', 'greyscale', 'mean_ab'):
-    summary[method] = {k: float(np.mean([row[method][k] for row in per_photo]))
-                       for k in ('psnr', 'ssim', 'colourfulness')}
-  summary['mean_ab']['ab'] = [float(x) for x in mean_ab]  # the baseline's one colour
-  summary['ground_truth'] = {'colourfulness': float(np.mean(
-      [row['ground_truth_colourfulness'] for row in per_photo]))}
-  labelled = [row for row in per_photo if 'label' in row]
+def _teacher_class(teacher, rgb):
+  x = teacher_lib.teacher_input(Image.fromarray(images.to_uint8(rgb)))
+  return int(np.argmax(teacher(x)))
+
+
+def _means(rows, method):
+  """Mean over rows of every score of one method (per channel for mean_ab)."""
+  keys = [k for k in rows[0][method] if k != 'mean_ab']
+  means = {k: float(np.mean([row[method][k] for row in rows])) for k in keys}
+  means['mean_ab'] = [float(x) for x in np.mean([row[method]['mean_ab'] for row in rows], 0)]
+  return means
+
+
+def _summary(rows):
+  summary = {'photos': len(rows)}
+  for method in ('model', 'greyscale', 'mean_ab', 'ground_truth'):
+    summary[method] = _means(rows, method)
+  labelled = [row for row in rows if 'label' in row]
   if labelled:
     summary['model']['scene_accuracy'] = float(np.mean(
         [row['label'] == row['predicted'] for row in labelled]))
+  return summary
+
+
+def summarize(per_photo):
+  """Means over photos of every score (and per source, when the photos have sources)."""
+  summary = _summary(per_photo)
+  sources = sorted({row['source'] for row in per_photo} - {''})
+  if sources:
+    summary['by_source'] = {s: _summary([r for r in per_photo if r['source'] == s])
+                            for s in sources}
   return {'summary': summary, 'per_photo': per_photo}
 
 

@@ -84,3 +84,37 @@ def test_evaluate_scores_each_photo_against_its_own_colours(tiny_checkpoint, tmp
   assert summary['model']['scene_accuracy'] == pytest.approx(np.mean(correct))
   sheet = Image.open(out / 'contact_sheet.png')
   assert sheet.height == 3 * 160 and sheet.width == round(3 * 120 * 160 / 90)
+
+
+def _dominant_channel(x_224x224x3):
+  """A stand-in teacher: 'classes' are the dominant channel (red, green, blue)."""
+  means = x_224x224x3.reshape(-1, 3).mean(axis=0)
+  return np.exp(means) / np.exp(means).sum()
+
+
+def test_colour_cast_sources_and_teacher_agreement(tiny_checkpoint, tmp_path):
+  tints = {'reds': (1.0, 0.5, 0.5), 'blues': (0.5, 0.6, 1.0)}
+  for source, tint in tints.items():
+    (tmp_path / source).mkdir()
+    for name in ('astronaut', 'chelsea'):
+      x = (photo(name)[:64, :64] * np.array(tint)).astype(np.uint8)
+      Image.fromarray(x).save(tmp_path / source / f'{name}.png')
+  photos, _ = evaluation.load_colour_photos(tmp_path)
+  predictor = inference.Predictor.from_checkpoint(tiny_checkpoint)
+  results, outputs = evaluation.evaluate(predictor, photos, teacher=_dominant_channel)
+  summary = results['summary']
+  assert sorted(summary['by_source']) == ['blues', 'reds']
+  assert summary['by_source']['reds']['photos'] == 2
+  reds = summary['by_source']['reds']['ground_truth']['mean_ab']
+  blues = summary['by_source']['blues']['ground_truth']['mean_ab']
+  assert reds[0] > 10 and blues[1] < -10  # red: a* > 0; blue: b* < 0
+  np.testing.assert_allclose(
+      summary['model']['mean_ab'],
+      np.mean([color.rgb_to_lab(o)[..., 1:].reshape(-1, 2).mean(0) for o in outputs], 0),
+      rtol=1e-6)
+  # Grey is always 'red' to this teacher (equal channels: the first wins).
+  truth = [int(np.argmax(p.rgb.reshape(-1, 3).mean(0))) for p in photos]
+  assert summary['greyscale']['teacher_agrees'] == pytest.approx(np.mean([t == 0 for t in truth]))
+  model = [int(np.argmax(o.reshape(-1, 3).mean(0))) for o in outputs]
+  assert summary['model']['teacher_agrees'] == pytest.approx(
+      np.mean([m == t for m, t in zip(model, truth)]))

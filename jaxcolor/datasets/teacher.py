@@ -14,14 +14,13 @@ the teacher's top-k classes, most likely first, and their probabilities. Its
 first line is `# classes: NAMES_FILE`, naming the file of class names (one per
 line, in index order) written next to it.
 """
-import io
 import os
 import pathlib
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from jaxcolor.datasets import folder as folder_lib
+from jaxcolor import images
 from jaxcolor.datasets import photos
 
 INPUT_SIZE = 224
@@ -29,9 +28,9 @@ LABELS_FILE = 'teacher_labels.tsv'
 _HEADER = ('path', 'classes', 'probabilities')
 
 
-def teacher_input(data):
-  """Encoded photo -> 224x224x3 uint8: upright RGB, short side resized, centre crop."""
-  image = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert('RGB')
+def teacher_input(image):
+  """PIL image -> 224x224x3 uint8: upright RGB, short side resized, centre crop."""
+  image = ImageOps.exif_transpose(image).convert('RGB')
   scale = INPUT_SIZE / min(image.size)
   size = tuple(max(INPUT_SIZE, round(s * scale)) for s in image.size)
   image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
@@ -103,12 +102,14 @@ def label_folder(folder, classify, class_names, *, output=None, top_k=5, num_thr
     done = {}
     names_path.write_text('\n'.join(class_names) + '\n')
     output.write_text(f'# classes: {names_path.name}\n' + '\t'.join(_HEADER) + '\n')
-  todo = [p for p in folder_lib.list_photos(folder) if p not in done]
+  found = images.find_images(folder, photos.IMAGE_EXTENSIONS)  # as the training data lists them
+  todo = [rel for rel in (p.relative_to(folder).as_posix() for p in found) if rel not in done]
   progress(f'{folder}: {len(done)} photos already labelled, {len(todo)} to go')
 
   def load(rel):
     try:
-      return teacher_input((folder / rel).read_bytes())
+      with Image.open(folder / rel) as image:
+        return teacher_input(image)
     except Exception as e:  # pylint: disable=broad-except  # PIL raises many types
       return e
 
