@@ -14,8 +14,8 @@ import os
 
 from configs import folder
 
-# Sampling weights, chosen so that no kind of photo dominates: the extra photos
-# are 47% cats and dogs and 32% landscapes, while the 2,451 photos of
+# Sampling weights, chosen so that no kind of photo dominates: the extra
+# photos are 47% cats and dogs and 32% landscapes, while the 2,451 photos of
 # ../shared/data/train are the most varied (ImageNet, COCO, BSDS).
 WEIGHTS = {'train': 0.2, 'intel_scenes': 0.25, 'imagenette': 0.25, 'cats_dogs': 0.15,
            'flowers': 0.15}

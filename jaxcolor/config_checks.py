@@ -7,6 +7,7 @@ import os
 import jax
 
 from jaxcolor import model as model_lib
+from jaxcolor.datasets import teacher
 
 SOURCES = ('places365', 'folder', 'mix')
 LABELS = ('none', 'source', 'teacher', 'teacher_soft')
@@ -51,8 +52,35 @@ def check(config, process_count=None, local_device_count=None):
   if data.source == 'mix':
     _require(bool(data.get('sources')), 'data.sources', {}, "source='mix' needs sources")
     for name, spec in data.sources.items():
+      _require(name != 'val' and '/' not in name, f'data.sources.{name}', name,
+               "a source's name must not be 'val' or hold '/' (validation sets are named so)")
+      _require(bool(spec.get('folder')), f'data.sources.{name}.folder', spec.get('folder'),
+               'every source needs a folder')
       _folder(f'data.sources.{name}.folder', spec.folder)
       _require(spec.get('weight', 1.0) >= 0, f'data.sources.{name}.weight', spec.get('weight'),
                'must not be negative')
+      _require(spec.get('holdout', 0) >= 0, f'data.sources.{name}.holdout', spec.get('holdout'),
+               'must not be negative')
   if data.get('val_folder'):
     _folder('data.val_folder', data.val_folder)
+  _check_labels(data)
+
+
+def _check_labels(data):
+  """Labels the source can have, and the teacher's files where training needs them."""
+  labels = data.get('labels', 'source')
+  if data.source == 'places365':
+    _require(labels in ('none', 'source'), 'data.labels', labels,
+             "Places365 has only its own scene labels ('source') or 'none'")
+  if labels not in ('teacher', 'teacher_soft') or data.source == 'places365':
+    return
+  if data.source == 'folder':
+    files = {'data.teacher_labels': (data.get('teacher_labels'), data.folder)}
+  else:
+    files = {f'data.sources.{n}.teacher_labels': (s.get('teacher_labels'), s.folder)
+             for n, s in data.sources.items()}
+  for field, (path, folder) in files.items():
+    path = path or os.path.join(folder, teacher.LABELS_FILE)
+    _require(os.path.isfile(os.path.expanduser(path)), field, path,
+             f'no teacher labels there; make them with `python label.py --folder {folder} '
+             f'--teacher MODEL_DIR --output {path}`')

@@ -28,6 +28,7 @@ grain.checkpoint.CheckpointRestore(it) (one JSON file per process).
 """
 import dataclasses
 import functools
+import hashlib
 import os
 from typing import Sequence
 
@@ -243,6 +244,10 @@ def build_datasets(config):
     weights = {n: s.weight for n, s in train_specs.items()}
   parts = {n: Part(n, b.as_data_source(split), weights.get(n, 1.0), targets[n])
            for n, (b, split) in splits.items()}
+  for n in [n for n in val_names if len(parts[n].source) < jax.process_count()]:
+    logging.warning('Validation set %r has %d photos: too few to score; left out.', n,
+                    len(parts[n].source))
+    val_names.remove(n)
   info = DataInfo(class_names=names, num_train=sum(len(parts[n].source) for n in train_names),
                   num_val=sum(len(parts[n].source) for n in val_names),
                   skipped={n: _skipped(b, split) for n, (b, split) in splits.items()})
@@ -449,13 +454,15 @@ def train_iterator(data, config, *, seed=None, shard_index=None, shard_count=Non
   if not parts:
     raise ValueError('Every data source has weight 0.')
   streams = []
-  for i, part in enumerate(parts):
+  for part in parts:
     ds = grain.MapDataset.source(part.source)[index::count]
     if not len(ds):
       raise ValueError(f'{part.name}: shard {index} of {count} of {len(part.source)} '
                        'examples is empty.')
-    # Each shard and part gets its own seed: hosts do not flip and crop in lockstep.
-    part_seed = int(np.random.SeedSequence([seed, index, i]).generate_state(1)[0])
+    # Each shard and part gets its own seed (hosts do not flip and crop in
+    # lockstep), from the part's name: leaving a source out keeps the others' streams.
+    name_key = int.from_bytes(hashlib.sha1(part.name.encode()).digest()[:4], 'little')
+    part_seed = int(np.random.SeedSequence([seed, index, name_key]).generate_state(1)[0])
     ds = ds.seed(part_seed).shuffle().repeat()
     streams.append(ds.random_map(functools.partial(_train_example,
                                                    **_example_options(config, part))))

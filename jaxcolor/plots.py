@@ -12,12 +12,16 @@ PANELS = (('loss', 'loss (MSE + alpha x CE)'), ('mse', 'a*b* MSE'), ('psnr', 'PS
 
 
 def read_metrics(path):
-  """{'train': [records], 'val': [records]} from a metrics.jsonl file."""
-  runs = {'train': [], 'val': []}
+  """{'train': [records], 'val': [...], 'val holdout/x': [...]} from a metrics.jsonl
+  file: one curve per validation set (records before sets had names are 'val')."""
+  runs = {'train': []}
   for line in pathlib.Path(path).read_text().splitlines():
     if line.strip():
       record = json.loads(line)
-      runs[record['split']].append(record)
+      name = record['split']
+      if name == 'val' and record.get('set', 'val') != 'val':
+        name = f'val {record["set"]}'
+      runs.setdefault(name, []).append(record)
   return runs
 
 
@@ -28,11 +32,11 @@ def plot_curves(metrics_path, png_path):
   figure = figure_lib.Figure(figsize=(5 * len(PANELS), 3.6))
   axes = figure.subplots(1, len(PANELS))
   for ax, (key, title) in zip(axes, PANELS):
-    for (split, records), colour in zip(runs.items(), ('C0', 'C1')):
+    for i, (name, records) in enumerate(runs.items()):
       points = [(r['step'], r[key]) for r in records if key in r]
       if points:
-        ax.plot(*zip(*points), label=split, color=colour,
-                marker='.' if split == 'val' else None)
+        ax.plot(*zip(*points), label=name, color=f'C{i}',
+                marker=None if name == 'train' else '.')
     ax.set_title(title)
     ax.set_xlabel('step')
     ax.grid(alpha=0.3)

@@ -4,9 +4,10 @@ The paper's loss is plain MSE on a*b*, which pulls every uncertain pixel to the
 mean colour: brown-grey. Zhang et al. 2016 rebalance their colour classes by
 rarity; this applies the same weights to the regression. A smoothed histogram
 of true a*b* over training photos gives p; the weight of a colour is
-((1 - mix) * p + mix / bins)^-power, capped at its 99th percentile and
-normalised to mean 1 over the photos' pixels. power 0 is plain MSE, power 1
-Zhang's weights; values between are the middle of the dial.
+((1 - mix) * p + mix / bins)^-power, capped at the 99th percentile of the
+pixels' weights and normalised to mean 1 over the photos' pixels. power 0 is
+plain MSE; power 1 is Zhang's rebalancing on this grid (they count only the
+313 in-gamut bins of 484); values between are the middle of the dial.
 """
 import jax.numpy as jnp
 import numpy as np
@@ -25,7 +26,8 @@ def _bin_index(ab_network, xp):
 
 
 def histogram(ab_batches):
-  """BINS x BINS counts of the a*b* pixels of network-scaled BxHxWx2 arrays."""
+  """BINS x BINS counts of the a*b* pixels of network-scaled BxHxWx2 arrays (give
+  them at the resolution the loss compares: the half-resolution target)."""
   counts = np.zeros((BINS, BINS))
   for ab in ab_batches:
     index = _bin_index(np.asarray(ab), np).reshape(-1, 2)
@@ -47,10 +49,13 @@ def _smooth(p, sigma=0.5):
 
 def weights(counts, mix=0.5, power=1.0):
   """BINS x BINS loss weights from a histogram (see the module docstring)."""
-  p = _smooth(counts / counts.sum())
-  w = ((1 - mix) * p + mix / p.size) ** -power
-  w = np.minimum(w, np.percentile(w, 99))
-  return (w / np.sum(w * counts / counts.sum())).astype(np.float32)
+  share = counts / counts.sum()
+  w = ((1 - mix) * _smooth(share) + mix / share.size) ** -power
+  # The cap is over pixels, not bins: most bins hold no pixel and the largest weight.
+  order = np.argsort(w, axis=None)
+  cumulative = np.cumsum(share.ravel()[order])
+  w = np.minimum(w, w.ravel()[order][np.searchsorted(cumulative, 0.99)])
+  return (w / np.sum(w * share)).astype(np.float32)
 
 
 def pixel_weights(ab_BxHxWx2, table):

@@ -153,23 +153,31 @@ def _restore(manager, state, data_iterator):
 def _rarity_table(config, train_parts, workdir):
   """The colour-rarity loss weights (None when config.rarity_power is 0), made once
   from config.rarity_photos training crops and kept in the workdir, so that a
-  resumed run uses the same table."""
+  resumed run uses the same table; a kept table made with other settings is an error."""
   if not config.get('rarity_power', 0.0):
     return None
-  path = workdir / 'rarity_weights.npy'
-  if not path.exists():
+  settings = np.array([config.rarity_power, config.rarity_mix, config.rarity_photos], np.float64)
+  path = workdir / 'rarity_weights.npz'
+  if jax.process_index() == 0 and not path.exists():
     sample = config.copy_and_resolve_references()
     sample.data.num_workers = 0
-    # Every host reads the same sample (the whole data, not its shard): one table.
     batches = input_pipeline.train_iterator(train_parts, sample, seed=config.seed + 1,
                                             shard_index=0, shard_count=1)
     count = -(-config.rarity_photos // config.batch_size)
-    counts = rarity.histogram(next(batches)['ab'] for _ in range(count))
+    counts = rarity.histogram(step_lib.half_resolution(next(batches)['ab']) for _ in range(count))
     table = rarity.weights(counts, mix=config.rarity_mix, power=config.rarity_power)
-    if jax.process_index() == 0:
-      np.save(path, table)
-    return table
-  return np.load(path)
+    partial = workdir / 'rarity_weights.tmp.npz'
+    np.savez(partial, table=table, settings=settings)
+    partial.replace(path)  # whole or absent, for hosts that read it
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices('jaxcolor: rarity weights written')
+  with np.load(path) as kept:
+    if not np.array_equal(kept['settings'], settings):
+      raise config_checks.ConfigError(
+          f'{path} was made with rarity_power, rarity_mix, rarity_photos = '
+          f'{kept["settings"].tolist()}, not {settings.tolist()}: use the same settings to '
+          'resume, or another --workdir')
+    return kept['table']
 
 
 def fingerprint(state):
@@ -279,12 +287,13 @@ def train_and_evaluate(config, workdir):
       if not preempted and (step % config.eval_every_steps == 0 or
                             step == config.num_train_steps):
         for name, part in val_parts.items():
-          metrics = evaluate(p_eval_step, state, part, config, abort=preemption.pending)
-          if metrics is None:
+          val_metrics = evaluate(p_eval_step, state, part, config, abort=preemption.pending)
+          if val_metrics is None:
             break
-          logger.eval(step, name, metrics)
+          logger.eval(step, name, val_metrics)
       if preempted or (step < config.num_train_steps and preemption.pending()):
         if not save:  # SIGTERM came during validation
+          _check_finite(metrics, step, manager)
           _save(manager, step, state, data_iterator, model_config, info.class_names)
         logger.say(f'stopped by SIGTERM at step {step}; checkpoint saved in '
                    f'{manager.directory}. Rerun the same command to resume.')

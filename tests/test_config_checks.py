@@ -47,6 +47,24 @@ def test_mix_source_folders_are_checked(train_config):
     config_checks.check(train_config)
 
 
+def test_labels_must_fit_the_data(train_config, tmp_path):
+  train_config.data.labels = 'teacher'
+  with pytest.raises(config_checks.ConfigError,
+                     match=r'config.data.teacher_labels=.*teacher_labels.tsv.: no teacher labels '
+                           r'there; make them with `python label.py --folder'):
+    config_checks.check(train_config)
+  train_config.data.source = 'places365'
+  with pytest.raises(config_checks.ConfigError, match="Places365 has only its own"):
+    config_checks.check(train_config)
+
+
+def test_a_source_cannot_be_named_like_a_validation_set(train_config):
+  train_config.data.source = 'mix'
+  train_config.data.sources = {'val': {'folder': train_config.data.folder, 'weight': 1.0}}
+  with pytest.raises(config_checks.ConfigError, match=r"must not be 'val' or hold '/'"):
+    config_checks.check(train_config)
+
+
 def test_train_py_prints_one_line_and_fails_fast(train_config, tmp_path):
   start = time.time()
   result = subprocess.run(

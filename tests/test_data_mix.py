@@ -172,7 +172,7 @@ def test_photo_view_shows_the_global_path_the_whole_photo(tmp_path):
   global_means = batch['l_global'].mean(axis=(1, 2, 3))
   np.testing.assert_allclose(global_means, global_means[0], atol=1e-3)  # always the whole
   assert crop_means.min() < global_means[0] - 0.2 or crop_means.max() > global_means[0] + 0.2
-  # The global view's left and right halves follow the (random) flip of the crop.
+  # The whole photo is flipped with the crop: some views are dark on the left, some on the right.
   left_dark = batch['l_global'][:, :, :16].mean(axis=(1, 2, 3)) < 0.5
   assert 0 < left_dark.sum() < 8
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from jaxcolor import checkpoint
+from jaxcolor import config_checks
 from jaxcolor import input_pipeline
 from jaxcolor import train_step as step_lib
 from jaxcolor import trainer
@@ -121,5 +122,8 @@ def test_crops_larger_than_the_global_input_with_rarity_weights(train_config, tm
   assert int(state.step) == 2
   records = (tmp_path / 'metrics.jsonl').read_text()
   assert '"split": "val"' in records
-  table = np.load(tmp_path / 'rarity_weights.npy')
-  assert table.shape == (22, 22) and table.min() < 1 < table.max()
+  with np.load(tmp_path / 'rarity_weights.npz') as kept:
+    assert kept['table'].shape == (22, 22) and kept['table'].min() < 1 < kept['table'].max()
+  train_config.rarity_power = 1.0  # resuming with other weights would change the loss
+  with pytest.raises(config_checks.ConfigError, match='rarity_weights.npz was made with'):
+    _run(train_config, tmp_path, 3)

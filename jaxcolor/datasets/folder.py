@@ -38,8 +38,9 @@ def class_names(folder):
 
 
 def holdout_photos(files, count):
-  """The `count` files whose SHA-1 of the relative path is smallest: a fixed sample
-  that does not depend on the machine, the listing order or the other files' names."""
+  """The `count` files whose SHA-1 of the relative path is smallest: a fixed sample for
+  a given listing, whatever the machine or the listing's order. (Adding files can move
+  a held-out photo into training: rebuild and compare checkpoints only on one listing.)"""
   return set(sorted(files, key=lambda p: hashlib.sha1(p.encode()).hexdigest())[:count])
 
 
