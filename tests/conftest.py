@@ -39,6 +39,19 @@ def photo(name):
   return getattr(skdata, name)()[..., :3]
 
 
+def data_config(tfds_dir, crop_size, batch_size, **data):
+  """tiny's config reading data into tfds_dir, with what data tests rely on set explicitly."""
+  config = tiny.get_config()
+  config.data.tfds_dir = str(tfds_dir)
+  config.data.crop_size = crop_size
+  config.data.num_workers = 0
+  config.batch_size = batch_size
+  config.seed = 0
+  for key, value in data.items():
+    config.data[key] = value
+  return config
+
+
 @pytest.fixture(scope='session')
 def tiny_config():
   return tiny.get_config()

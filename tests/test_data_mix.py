@@ -16,6 +16,7 @@ from jaxcolor import train_step as step_lib
 from jaxcolor.datasets import folder as folder_lib
 from jaxcolor.datasets import teacher
 
+from conftest import data_config
 from conftest import photo
 
 CROP = 32
@@ -52,19 +53,10 @@ def sources(tmp_path_factory):
 
 
 def _config(root, tfds_dir, labels='none', weights=(0.6, 0.3, 0.1), holdout=2, **data):
-  config = tiny.get_config()
-  config.data.source = 'mix'
-  config.data.labels = labels
-  config.data.tfds_dir = str(tfds_dir)
-  config.data.crop_size = CROP
-  config.data.val_folder = ''
-  config.data.sources = {name: {'folder': str(root / name), 'weight': weight,
-                                'holdout': holdout, 'teacher_labels': ''}
-                         for name, weight in zip(SOURCES, weights)}
-  config.batch_size = 10
-  for key, value in data.items():
-    config.data[key] = value
-  return config
+  sources = {name: {'folder': str(root / name), 'weight': weight, 'holdout': holdout,
+                    'teacher_labels': ''} for name, weight in zip(SOURCES, weights)}
+  return data_config(tfds_dir, CROP, 10, source='mix', labels=labels, val_folder='',
+                     sources=sources, **data)
 
 
 @pytest.fixture(scope='module')

@@ -11,9 +11,11 @@ import pytest
 from skimage import data as skdata
 import tensorflow_datasets as tfds
 
-from configs import tiny
 from jaxcolor import input_pipeline
 from jaxcolor.datasets import photos
+from jaxcolor.datasets import sources
+
+from conftest import data_config
 
 CROP = 32
 CLASSES = ('cats', 'people', 'things')
@@ -33,16 +35,7 @@ def _jpeg_bytes(image, **kwargs):
 
 
 def _config(tfds_dir, **data):
-  """tiny's config with everything these tests rely on set explicitly."""
-  config = tiny.get_config()
-  config.data.tfds_dir = str(tfds_dir)
-  config.data.crop_size = CROP
-  config.data.num_workers = 0
-  config.batch_size = 4
-  config.seed = 0
-  for key, value in data.items():
-    config.data[key] = value
-  return config
+  return data_config(tfds_dir, CROP, 4, **data)
 
 
 @pytest.fixture(scope='module')
@@ -108,8 +101,8 @@ def test_folder_labels_and_stored_sizes(folder_data):
     image = example['image']
     assert image.dtype == np.uint8 and image.shape[-1] == 3
     assert min(image.shape[:2]) <= 64  # stored downscaled
-  assert input_pipeline.class_names(_config('.', folder=folder_data[0].data.folder,
-                                            labels='source')) == CLASSES
+  assert sources.class_names(_config('.', folder=folder_data[0].data.folder,
+                                   labels='source')) == CLASSES
 
 
 def test_folder_without_labels(photo_dir, tmp_path):
