@@ -3,12 +3,14 @@
   python infer.py --image old_photo.jpg                  # -> colorized/old_photo.jpg
   python infer.py --image scans/ --output out/ --topk 3  # scans/1920/a.jpg -> out/1920/a.jpg
   python infer.py --image portrait.jpg --style sunset.jpg --side-by-side
+  python infer.py --video old_film.mp4                   # -> colorized/old_film.mp4
 
 Folders are searched recursively. In the output folder every result keeps its
 input's path relative to the folder that holds all inputs (a/x.jpg and b/x.jpg
 -> out/a/x.jpg and out/b/x.jpg), so one result never replaces another.
 """
 import argparse
+import pathlib
 import sys
 
 from absl import logging
@@ -18,6 +20,8 @@ from jaxcolor import batch
 from jaxcolor import checkpoint
 from jaxcolor import images
 from jaxcolor import inference
+from jaxcolor import video
+from jaxcolor import video_io
 
 NO_MODEL = f"""error: no trained model is available: this copy of jaxcolor has none bundled
 ({checkpoint.BUNDLED} is missing) and --checkpoint was not given.
@@ -29,10 +33,16 @@ Train one on a folder of colour photos and point --checkpoint at its workdir:
 def parse_args(argv):
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--image', nargs='+', required=True,
+  source = parser.add_mutually_exclusive_group(required=True)
+  source.add_argument('--image', nargs='+',
                       help='image files, globs or folders to colorize; folders are searched '
                            'recursively, leaving out hidden files and folders and the output '
                            'folder')
+  source.add_argument('--video', help='a video file to colorize into an H.264 video with the '
+                      'same frames, timing and audio (see README: Video)')
+  parser.add_argument('--stability', type=float, default=video.DEFAULT_STABILITY,
+                      help='videos: how firmly colours hold still within a shot, from 0 (every '
+                           'frame on its own) to 1 (default: %(default)s)')
   parser.add_argument('--output', help='an image file name (one input only) or a folder '
                       f'(default: {batch.DEFAULT_OUTPUT}/), where results keep their inputs\' '
                       'paths relative to the folder that holds all inputs')
@@ -54,13 +64,40 @@ def parse_args(argv):
   args = parser.parse_args(argv)
   if args.tile < 0 or args.tile % 8:
     parser.error('--tile must be 0 or a positive multiple of 8')
+  if not 0 <= args.stability <= 1:
+    parser.error('--stability must be between 0 and 1')
+  if args.video and (args.style or args.topk or args.side_by_side):
+    parser.error('--style, --topk and --side-by-side apply to images only')
   return args
+
+
+def colorize_video(args):
+  """--video: one video in, one colorized video out."""
+  target = video_io.plan_output(args.video, args.output, batch.DEFAULT_OUTPUT)
+  if args.checkpoint is None and not checkpoint.BUNDLED.exists():
+    print(NO_MODEL, file=sys.stderr)
+    return 2
+  inference.enable_compilation_cache()
+  try:
+    video_io.import_av()
+    video_io.check_paths(pathlib.Path(args.video), target, args.overwrite)  # before loading
+    predictor = inference.Predictor.from_checkpoint(args.checkpoint or checkpoint.BUNDLED)
+    summary = video_io.colorize_file(video.VideoColorizer(predictor), args.video, target,
+                                     args.stability, args.overwrite, args.max_pixels)
+  except (checkpoint.CheckpointError, video_io.VideoError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  print(f'{args.video} -> {target} ({summary["frames"]} frames, {summary["shots"]} shots, '
+        f'{summary["frames_per_second"]:.1f} frames/s)')
+  return 0
 
 
 def main(argv=None):
   args = parse_args(argv)
   jaxcolor.enable_fast_cpu_convolutions()
   logging.set_verbosity(logging.ERROR)  # orbax's informational chatter
+  if args.video:
+    return colorize_video(args)
   inputs, problems = batch.collect_inputs(args.image, skip=args.output or batch.DEFAULT_OUTPUT)
   for problem in problems:
     print(f'error: {problem}', file=sys.stderr)

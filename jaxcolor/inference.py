@@ -89,6 +89,22 @@ def _local_tiled(model, variables, local_HxWx1, global_256, tile):
   return lax.fori_loop(0, len(table), one_tile, ab_half)
 
 
+def pad_to_stride(l_HxWx1):
+  """Edge-pads H and W up to multiples of the local path's stride (8)."""
+  height, width, _ = l_HxWx1.shape
+  pad_h, pad_w = -height % model_lib.STRIDE, -width % model_lib.STRIDE
+  return jnp.pad(l_HxWx1, ((0, pad_h), (0, pad_w), (0, 0)), mode='edge')
+
+
+def join_chrominance(l_HxWx1, ab_half):
+  """The local path's chrominance (padded H/2 x W/2 x 2, in [0, 1]) upsampled and
+  joined with the full-resolution L -> sRGB H x W x 3 in [0, 1]."""
+  height, width, _ = l_HxWx1.shape
+  half_h, half_w, _ = ab_half.shape
+  ab = jax.image.resize(ab_half, (2 * half_h, 2 * half_w, 2), 'linear')
+  return color.network_to_rgb(l_HxWx1, ab[:height, :width])
+
+
 def colorize_l(model, variables, l_HxWx1, l_global_GxGx1=None, tile=None):
   """L in [0, 1] at any H x W -> (sRGB H x W x 3 in [0, 1], logits).
 
@@ -97,9 +113,7 @@ def colorize_l(model, variables, l_HxWx1, l_global_GxGx1=None, tile=None):
   the local path in tiles of at most tile x tile (plus context) when the image
   is larger; the result is the same.
   """
-  height, width, _ = l_HxWx1.shape
-  pad_h, pad_w = -height % model_lib.STRIDE, -width % model_lib.STRIDE
-  local = jnp.pad(l_HxWx1, ((0, pad_h), (0, pad_w), (0, 0)), mode='edge')
+  local = pad_to_stride(l_HxWx1)
   if tile is None or max(local.shape[:2]) <= tile:
     ab_half, logits = model.apply(
         variables, local[None],
@@ -110,9 +124,7 @@ def colorize_l(model, variables, l_HxWx1, l_global_GxGx1=None, tile=None):
     global_512, global_256 = model.apply(variables, l_global[None], method='global_features')
     logits = model.apply(variables, global_512, method='classify')
     ab_half = _local_tiled(model, variables, local, global_256, tile)
-  ab = jax.image.resize(ab_half, (*local.shape[:2], 2), 'linear')
-  rgb = color.network_to_rgb(l_HxWx1, ab[:height, :width])
-  return rgb, logits[0]
+  return join_chrominance(l_HxWx1, ab_half), logits[0]
 
 
 # Larger images are tiled: 2048 x 2048 (the paper's largest timing) runs whole,
