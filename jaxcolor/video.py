@@ -151,7 +151,7 @@ class VideoColorizer:
     return State(thumbnail=jnp.zeros((THUMBNAIL, THUMBNAIL)),
                  global_256=jnp.zeros(features.shape[1:], features.dtype),
                  count=jnp.zeros(()), l_half=jnp.zeros(half),
-                 ab_half=jnp.full((*half, 2), 0.5))
+                 ab_half=jnp.full((*half, 2), 0.5, jnp.float32))
 
   def _step_traced(self, variables, state, rgb_BxHxWx3, stability):
     """uint8 sRGB frames -> (next State, colorized uint8 frames, shot starts B)."""
