@@ -144,17 +144,20 @@ def stability_scores(output, clip):
   return scores
 
 
-def write_video(path, frames, rate=25, audio_seconds=None, rotation=0, timestamps=None):
+def write_video(path, frames, rate=25, audio_seconds=None, rotation=0, timestamps=None,
+                faststart=False):
   """Writes uint8 sRGB frames (N x H x W x 3) as near-lossless H.264 in
   the container its extension names, with a 440 Hz AAC tone of `audio_seconds`
   (None: none). `rotation`: display rotation, degrees counter-clockwise.
-  `timestamps`: each frame's time in milliseconds (a variable frame rate)."""
+  `timestamps`: each frame's time in milliseconds (a variable frame rate).
+  `faststart`: an MP4 with its index before the frames."""
   av = video_io.import_av()
-  with av.open(str(path), 'w') as container:
+  options = {'movflags': '+faststart'} if faststart else {}
+  with av.open(str(path), 'w', options=options) as container:
     stream = container.add_stream('libx264', rate=rate, options={'crf': '10'})
     stream.height, stream.width = frames.shape[1:3]
     stream.pix_fmt = 'yuv444p' if stream.height % 2 or stream.width % 2 else 'yuv420p'
-    stream.codec_context.time_base = fractions.Fraction(1, 1000 if timestamps else rate)
+    stream.codec_context.time_base = fractions.Fraction(1, rate if timestamps is None else 1000)
     if rotation:
       stream.set_display_rotation(rotation)
     sound = audio_seconds and container.add_stream('aac', rate=48000, layout='mono')
@@ -165,10 +168,13 @@ def write_video(path, frames, rate=25, audio_seconds=None, rotation=0, timestamp
       container.mux(stream.encode(frame))
     container.mux(stream.encode())
     if sound:
-      _write_tone(av, container, sound, audio_seconds)
+      write_tone(container, sound, audio_seconds)
 
 
-def _write_tone(av, container, stream, seconds, rate=48000, chunk=1024):
+def write_tone(container, stream, seconds, chunk=1024):
+  """Encodes `seconds` of a 440 Hz tone into the AAC `stream` of `container`."""
+  av = video_io.import_av()
+  rate = stream.codec_context.sample_rate
   tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(int(seconds * rate)) / rate))
   for start in range(0, len(tone), chunk):
     frame = av.AudioFrame.from_ndarray(tone[None, start:start + chunk].astype(np.float32),
