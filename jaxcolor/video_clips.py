@@ -112,6 +112,15 @@ def make_clip(kind, photos, height, width, frames, seed=0):
   return Clip(kind, truth, _film(truth, np.random.default_rng(seed)), cuts)
 
 
+def true_colours_on_film(clip):
+  """The truth's a*b* on the film's lightness (grain, flicker), as uint8 frames:
+  what a perfect colorizer would output, so its flicker is the measure's floor
+  (8-bit rounding and gamut clipping move a*b* with the grain)."""
+  lab = color.rgb_to_lab(clip.truth / 255.0)
+  lab[..., 0] = color.rgb_to_lab(clip.grey / 255.0)[..., 0]
+  return np.round(color.lab_to_rgb(lab) * 255.0).astype(np.uint8)
+
+
 def _ab(frames):
   return color.rgb_to_lab(frames / 255.0)[..., 1:]
 
