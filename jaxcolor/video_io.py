@@ -13,6 +13,7 @@ through in batches: memory does not grow with the video's length. The output is
 written as NAME.partial.EXT and renamed when complete; a failure removes it.
 """
 import collections
+import itertools
 import os
 import pathlib
 import sys
@@ -59,8 +60,9 @@ def check_paths(source, target, overwrite):
   if target.suffix.lower() not in OUTPUT_SUFFIXES:
     raise VideoError(f'{target}: cannot write a video with this extension; use one of '
                      f'{", ".join(OUTPUT_SUFFIXES)}')
-  if target.exists() and target.resolve() == source.resolve():
-    raise VideoError(f'{target}: is the input; not writing over it')
+  for written in (target, partial_name(target)):  # the output is first written as partial
+    if written.exists() and written.resolve() == source.resolve():
+      raise VideoError(f'{target}: is the input or would be written over it; not writing')
   if target.exists() and not overwrite:
     raise VideoError(f'{target}: already exists; not replacing it (use --overwrite)')
 
@@ -106,7 +108,7 @@ def _decoded(av, path, container, video, on_audio):
   """The input's video frames (av.VideoFrame) in display order; audio packets
   go to `on_audio` as they are read."""
   streams = [video, *container.streams.audio]
-  count = first_time = last_time = 0
+  count, first_time, last_time = 0, None, None
   try:
     for packet in container.demux(streams):
       if packet.stream.type == 'audio':
@@ -115,10 +117,11 @@ def _decoded(av, path, container, video, on_audio):
         continue
       for frame in packet.decode():
         count += 1
-        first_time, last_time = (frame.time if count == 1 else first_time), frame.time
+        first_time = frame.time if count == 1 else first_time
+        last_time = frame.time
         yield frame
   except av.error.FFmpegError as e:
-    raise VideoError(f'{path}: damaged video data after frame {count} '
+    raise VideoError(f'{path}: damaged data after video frame {count} '
                      f'(FFmpeg: {e.strerror or e})') from None
   if count == 0:
     raise VideoError(f'{path}: has no video frames')
@@ -168,7 +171,6 @@ class _Writer:
         {} if path.suffix.lower() == '.mkv' else {'movflags': '+faststart'}))
     self.video = self._add_video(first, video_in)
     self.audio = {stream.index: self._add_audio(stream) for stream in audio_in}
-    self.pending_audio = []
 
   def _add_video(self, first, video_in):
     odd = first.width % 2 or first.height % 2
@@ -280,7 +282,7 @@ def colorize_file(colorizer, source, target, stability, overwrite=False,
                   max_pixels=images.MAX_PIXELS, messages=None):
   """Colorizes the video `source` into `target` with a video.VideoColorizer.
 
-  Returns a summary {frames, shots, seconds, frames_per_second}. Raises
+  Returns a summary {frames, shots, frames_per_second (after the first)}. Raises
   VideoError (one line naming the file) for anything wrong with either file;
   `target` then does not exist, nor its partial file.
   """
@@ -298,9 +300,7 @@ def colorize_file(colorizer, source, target, stability, overwrite=False,
         (writer.audio_packet if writer else pending_audio.append)(packet)
 
       frames = _decoded(av, source, container, video, on_audio)
-      first = next(frames, None)
-      if first is None:
-        raise VideoError(f'{source}: has no video frames')
+      first = next(frames)  # none at all raises VideoError
       turns = _quarter_turns(first)
       _say_first(source, first, video, messages)
       target.parent.mkdir(parents=True, exist_ok=True)
@@ -345,7 +345,8 @@ def _run(colorizer, first, frames, writer, turns, stability, progress):
     return np.ascontiguousarray(np.rot90(rgb, turns))
 
   done, shots, last_pts = 0, 0, None
-  for rgb, starts_shot in colorizer.colorize(map(upright, _chain(first, frames)), stability):
+  for rgb, starts_shot in colorizer.colorize(map(upright, itertools.chain([first], frames)),
+                                             stability):
     pts, time_base = times.popleft()
     if pts is None or (last_pts is not None and pts <= last_pts):
       pts = 0 if last_pts is None else last_pts + 1  # missing or repeated timestamps
@@ -353,14 +354,7 @@ def _run(colorizer, first, frames, writer, turns, stability, progress):
     done, shots, last_pts = done + 1, shots + starts_shot, pts
     progress.update(done)
   progress.clear()
-  seconds = time.perf_counter() - progress.start if progress.start else 0.0
-  return {'frames': done, 'shots': shots, 'seconds': seconds,
-          'frames_per_second': progress.rate(done)}
-
-
-def _chain(first, rest):
-  yield first
-  yield from rest
+  return {'frames': done, 'shots': shots, 'frames_per_second': progress.rate(done)}
 
 
 def _finish(partial, target, overwrite):
@@ -384,10 +378,11 @@ def _finish(partial, target, overwrite):
 
 
 def _discard(writer, partial):
-  """Removes a half-written output."""
-  if writer is not None:
-    try:
-      writer.container.close()
-    except Exception:  # pylint: disable=broad-except
-      pass  # the file goes anyway
+  """Removes the half-written output, if it was begun."""
+  if writer is None:
+    return
+  try:
+    writer.container.close()
+  except Exception:  # pylint: disable=broad-except
+    pass  # the file goes anyway
   partial.unlink(missing_ok=True)

@@ -131,7 +131,7 @@ def damaged_files(film, folder):
   corrupt = bytearray(data)
   corrupt[len(data) // 3:len(data) // 3 + 3000] = bytes(3000)
   (folder / 'corrupt.mp4').write_bytes(bytes(corrupt))
-  files['corrupt.mp4'] = (None, 'damaged video data after frame')
+  files['corrupt.mp4'] = (None, 'damaged data after video frame')
   return {folder / name: message for name, (_, message) in files.items()}
 
 
@@ -189,7 +189,7 @@ def test_an_existing_output_is_kept_unless_overwrite(film, tiny_checkpoint, tmp_
 
 
 @pytest.mark.parametrize('output,message', [
-    (None, 'is the input; not writing over it'),
+    (None, 'is the input or would be written over it; not writing'),
     ('colour.avi', 'cannot write a video with this extension; use one of .mp4, .m4v, .mov, '
                    '.mkv'),
 ])
