@@ -188,6 +188,16 @@ def test_an_existing_output_is_kept_unless_overwrite(film, tiny_checkpoint, tmp_
   assert len(probe(out)['times']) == FRAMES
 
 
+def test_frames_over_the_pixel_limit_are_refused(film, tiny_checkpoint, tmp_path, capsys):
+  out = tmp_path / 'big.mp4'
+  assert colorize('--video', film, '--output', out, '--checkpoint', tiny_checkpoint,
+                  '--max-pixels', WIDTH * HEIGHT - 1) == 1
+  assert capsys.readouterr().err.strip() == (
+      f'error: {film}: {WIDTH}x{HEIGHT} frames are more than the limit of '
+      f'{WIDTH * HEIGHT - 1} pixels (raise it with --max-pixels)')
+  assert not out.exists()
+
+
 @pytest.mark.parametrize('output,message', [
     (None, 'is the input or would be written over it; not writing'),
     ('colour.avi', 'cannot write a video with this extension; use one of .mp4, .m4v, .mov, '
