@@ -76,7 +76,7 @@ def speed(colorizer, frames, stability, folder, height=480, width=854):
 
 
 def table(results, rates, stability):
-  lines = [f'| clip | method (stability) | PSNR dB | colourfulness | flicker a*b* | '
+  lines = ['| clip | method (stability) | PSNR dB | colourfulness | flicker a*b* | '
            'cut change a*b* | moving-pixel a*b* error |', '|---|---|---|---|---|---|---|']
   labels = {'frame_by_frame': 'frame by frame (0)', 'stabilised': f'stabilised ({stability:g})',
             'truth': 'true colours on the film'}
