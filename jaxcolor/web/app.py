@@ -34,6 +34,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -119,10 +120,13 @@ class Colorizer:
 
 async def read_form(request):
   """(image, style or None, the text fields) of a multipart request."""
-  async with request.form(max_files=2, max_fields=8) as form:
-    image = await _read_file(form, 'image', required=True)
-    style = await _read_file(form, 'style')
-    fields = {key: value for key, value in form.items() if isinstance(value, str)}
+  try:
+    async with request.form(max_files=2, max_fields=8) as form:
+      image = await _read_file(form, 'image', required=True)
+      style = await _read_file(form, 'style')
+      fields = {key: value for key, value in form.items() if isinstance(value, str)}
+  except ClientDisconnect:  # nobody is left to answer; nothing was kept
+    raise HTTPException(400, 'the upload stopped before its end') from None
   return image, style, fields
 
 
