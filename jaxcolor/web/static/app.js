@@ -111,10 +111,10 @@ class Photo {
     this.$ = selector => this.card.querySelector(selector);
     this.$('.name').textContent = file.name;
     this.$('.close').onclick = () => this.remove();
-    this.$('.divider').oninput = e => this.card.style.setProperty('--split', `${e.target.value}%`);
+    this.$('.divider').oninput = e => this.$('.compare').style.setProperty('--split', `${e.target.value}%`);
     this.$('.strength').oninput = () => this.redraw();
     this.$('.download').onclick = () => this.download();
-    document.getElementById('results').prepend(this.card);
+    document.getElementById('results').append(this.card);
   }
 
   setState(name, text) {
