@@ -8,6 +8,7 @@ Needs `pip install -r requirements-web.txt`. It listens on this computer only
 model and code as infer.py: the page's HTTP API is in the README.
 """
 import argparse
+import socket
 import sys
 
 from absl import logging
@@ -43,6 +44,19 @@ def parse_args(argv):
   return args
 
 
+def bind(host, port):
+  """A socket bound to host:port (port 0: a free one), or SystemExit saying why not."""
+  sock = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET)
+  sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+  try:
+    sock.bind((host, port))
+  except OSError as e:
+    print(f'error: cannot listen on {host} port {port} ({e.strerror or e}): choose another '
+          '--port (0 picks a free one) or --host', file=sys.stderr)
+    raise SystemExit(2) from None
+  return sock
+
+
 def main(argv=None):
   args = parse_args(argv)
   try:
@@ -52,6 +66,7 @@ def main(argv=None):
     print(f'error: the web page needs {e.name}: pip install -r requirements-web.txt',
           file=sys.stderr)
     return 2
+  sock = bind(args.host, args.port)  # before the model loads: a taken port fails at once
   jaxcolor.enable_fast_cpu_convolutions()
   logging.set_verbosity(logging.ERROR)  # orbax's informational chatter
   if args.checkpoint is None and not checkpoint.BUNDLED.exists():
@@ -64,8 +79,7 @@ def main(argv=None):
     print(f'error: {e}', file=sys.stderr)
     return 2
   app = web_app.create_app(predictor, int(args.max_upload_mb * 2**20), args.max_pixels)
-  config = uvicorn.Config(app, host=args.host, port=args.port, log_level='warning')
-  sock = config.bind_socket()  # exits with uvicorn's message if the port is taken
+  config = uvicorn.Config(app, log_level='warning')
   sock.listen(config.backlog)
   host, port = sock.getsockname()[:2]
   url = f'http://{f"[{host}]" if ":" in host else host}:{port}/'

@@ -8,7 +8,8 @@ import concurrent.futures
 import io
 import json
 import socket
-import struct
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -184,22 +185,11 @@ def test_strength_and_side_by_side_are_what_infer_writes(server, tiny_checkpoint
   assert np.abs(channels - channels[..., :1]).max() <= 1  # strength 0: grey
 
 
-def read_lab(body):
-  """(meta, L* H x W, a*b* H x W x 2) of an /api/lab answer, as app.js reads it."""
-  (length,) = struct.unpack('<I', body[:4])
-  assert (4 + length) % 8 == 0
-  meta = json.loads(body[4:4 + length])
-  planes = np.frombuffer(body[4 + length:], '<u2').reshape(3, meta['height'], meta['width'])
-  l = planes[0] / 65535 * color.L_MAX
-  ab = np.moveaxis(planes[1:], 0, -1) / 65535 * (2 * color.AB_MAX) - color.AB_MAX
-  return meta, l, ab
-
-
 def test_lab_gives_labels_and_the_colours_at_any_strength(server):
   data = GOOD['colour photo.jpg'][0]
   status, headers, body = server.post('/api/lab', {'image': ('colour photo.jpg', data)})
   assert status == 200 and headers['Content-Type'] == 'application/octet-stream'
-  meta, l, ab = read_lab(body)
+  meta, l, ab = web_server.read_lab(body)
   assert (meta['width'], meta['height'], meta['format']) == (60, 40, 'JPEG')
   assert meta['download_name'] == 'colour photo-colorized.jpg'
   assert any('colour photo' in note for note in meta['notes'])
@@ -223,8 +213,8 @@ def test_a_mood_photo_changes_the_colours(server):
   _, _, plain = server.post('/api/lab', {'image': ('grey.png', data)})
   status, _, styled = server.post('/api/lab', {'image': ('grey.png', data),
                                                 'style': ('rocket.jpg', mood)})
-  assert status == 200 and read_lab(styled)[0]['style'] == 'rocket.jpg'
-  assert np.abs(read_lab(styled)[2] - read_lab(plain)[2]).mean() > 0.5
+  assert status == 200 and web_server.read_lab(styled)[0]['style'] == 'rocket.jpg'
+  assert np.abs(web_server.read_lab(styled)[2] - web_server.read_lab(plain)[2]).mean() > 0.5
 
 
 def test_eight_concurrent_uploads_all_finish_while_the_server_answers(server):
@@ -259,7 +249,15 @@ def test_only_the_page_and_its_assets_are_served(server):
     assert status in (400, 404) and b'import' not in body and b'root:' not in body, path
 
 
+def test_a_taken_port_is_a_clear_error(server):
+  result = subprocess.run([sys.executable, str(web_server.ROOT / 'serve.py'), '--port',
+                           str(server.port)], capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2 and f'cannot listen on 127.0.0.1 port {server.port}' in (
+      result.stderr)
+
+
 def test_the_server_is_still_up_and_kept_no_upload(server):
+  assert server.host == '127.0.0.1'  # loopback unless --host says otherwise
   status, _, body = server.request('GET', '/api/info')
   assert status == 200 and json.loads(body)['max_upload_bytes'] == 2 * 2**20
   assert server.process.poll() is None

@@ -33,6 +33,8 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 from conftest import photo  # noqa: E402
 import infer  # noqa: E402
 from jaxcolor import checkpoint  # noqa: E402
+from jaxcolor import color  # noqa: E402
+from jaxcolor import images  # noqa: E402
 from test_images import png_header_claiming  # noqa: E402
 import web_server  # noqa: E402
 
@@ -133,13 +135,20 @@ def test_drop_compare_adjust_strength_and_download(browser, tiny_server, tiny_ch
                        '--strength', '1.5', '--output', str(tmp_path / output)]) == 0
   expected = np.asarray(Image.open(tmp_path / 'cli.png'), np.int16)
   assert np.abs(drawn[..., :3] - expected).max() <= 1  # the page's arithmetic is infer.py's
-
   card.find_element(By.CSS_SELECTOR, '.download').click()
   result = downloaded(browser, 'photo-colorized.jpg')
   assert result.read_bytes() == (tmp_path / 'cli' / 'photo.jpg').read_bytes()
   card.find_element(By.CSS_SELECTOR, '.side-by-side').click()
   card.find_element(By.CSS_SELECTOR, '.download').click()
   assert Image.open(downloaded(browser, 'photo-colorized-side-by-side.jpg')).size == (180, 61)
+
+  strength.send_keys(*[Keys.ARROW_RIGHT] * 12)  # stops at the maximum, 2: much is clipped
+  WebDriverWait(browser, 10).until(lambda b: card.get_attribute('data-strength') == '2')
+  drawn = np.array(browser.execute_script(PIXELS, after), np.int16).reshape(61, 90, 4)
+  _, _, body = tiny_server.post('/api/lab', {'image': (source.name, source.read_bytes())})
+  _, l, ab = web_server.read_lab(body)
+  expected = images.to_uint8(color.with_strength(l / color.L_MAX, ab, 2.0))
+  assert np.abs(drawn[..., :3] - expected).max() <= 1
   resources = browser.execute_script(
       "return performance.getEntriesByType('resource').map(r => r.name)")
   assert resources and all(url.startswith(tiny_server.url) for url in resources)

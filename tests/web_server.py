@@ -5,11 +5,16 @@ import json
 import os
 import pathlib
 import re
+import struct
 import subprocess
 import sys
 import time
 import urllib.parse
 import uuid
+
+import numpy as np
+
+from jaxcolor import color
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -54,6 +59,17 @@ def multipart(files, fields):
             f'{value}\r\n'.encode() for name, value in fields.items()]
   return b''.join(parts) + f'--{boundary}--\r\n'.encode(), (
       f'multipart/form-data; boundary={boundary}')
+
+
+def read_lab(body):
+  """(meta, L* H x W, a*b* H x W x 2) of an /api/lab answer, as app.js reads it."""
+  (length,) = struct.unpack('<I', body[:4])
+  assert (4 + length) % 8 == 0
+  meta = json.loads(body[4:4 + length])
+  planes = np.frombuffer(body[4 + length:], '<u2').reshape(3, meta['height'], meta['width'])
+  l = planes[0] / 65535 * color.L_MAX
+  ab = np.moveaxis(planes[1:], 0, -1) / 65535 * (2 * color.AB_MAX) - color.AB_MAX
+  return meta, l, ab
 
 
 @contextlib.contextmanager
