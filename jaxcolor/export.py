@@ -47,7 +47,7 @@ class ExportError(Exception):
 
 
 def describe(model_config, class_names, file_format):
-  """What the exported file computes, as {key: string} (ONNX metadata, the .json)."""
+  """What the exported file computes (ONNX metadata_props, StableHLO's .json)."""
   size = model_config.global_size
   contract = {
       'format': file_format,
@@ -63,10 +63,12 @@ def describe(model_config, class_names, file_format):
              'bilinearly). 8-bit: floor(rgb * 255 + 0.5).',
       'probabilities': f'output, float32 [{model_config.num_classes}]: scene-class '
                        'probabilities (softmax), in the order of class_names.',
-      'global_size': str(size),
-      'class_names': json.dumps(list(class_names or [])),
-      'model': json.dumps(dict(model_config)),
+      'global_size': size,
+      'class_names': list(class_names or []),
+      'model': dict(model_config),
   }
+  if file_format == 'stablehlo':
+    contract['platforms'] = list(PLATFORMS)
   return contract
 
 
@@ -91,11 +93,13 @@ def to_stablehlo(folded, global_size):
 
 
 def to_onnx(folded, model_config, metadata):
-  """The serialized ONNX model (see jaxcolor.onnx_graph)."""
+  """The serialized ONNX model (see jaxcolor.onnx_graph); `metadata` becomes its
+  metadata_props, strings as they are and anything else as JSON."""
   _require('onnx')
   from jaxcolor import onnx_graph
-  model = onnx_graph.build(folded, model_config.global_size, model_config.num_classes,
-                           metadata)
+  props = {key: value if isinstance(value, str) else json.dumps(value)
+           for key, value in metadata.items()}
+  model = onnx_graph.build(folded, model_config.global_size, model_config.num_classes, props)
   return model.SerializeToString()
 
 
@@ -124,12 +128,11 @@ def export(checkpoint_path, file_format, output, overwrite=False):
     if path.exists():
       raise ExportError(f'{path}: already exists; not replacing it (use --overwrite)')
   if file_format == 'onnx':
-    _require('onnx')  # before the minute of loading and building
+    _require('onnx')  # before loading the checkpoint
   variables, model_config, class_names = checkpoint.load(checkpoint_path)
   folded = folding.fold(variables)
   metadata = describe(model_config, class_names, file_format)
   if file_format == 'stablehlo':
-    metadata['platforms'] = json.dumps(PLATFORMS)
     contents = [to_stablehlo(folded, model_config.global_size),
                 json.dumps(metadata, indent=2).encode() + b'\n']
   else:

@@ -117,8 +117,8 @@ def test_stablehlo_file_is_symbolic_and_described(exported, tiny_config):
   assert [str(a.shape) for a in loaded.out_avals] == ['(height, width, 3)', '(4,)']
   assert set(loaded.platforms) == {'cpu', 'cuda', 'rocm', 'tpu'}
   described = json.loads(path.with_name(path.name + '.json').read_text())
-  assert json.loads(described['class_names']) == ['beach', 'forest', 'street', 'room']
-  assert described['global_size'] == str(tiny_config.model.global_size)
+  assert described['class_names'] == ['beach', 'forest', 'street', 'room']
+  assert described['global_size'] == tiny_config.model.global_size
   assert 'multiple of 8' in described['l'] and 'sRGB' in described['rgb']
 
 
@@ -144,6 +144,7 @@ def test_onnx_file_names_its_inputs_outputs_and_contract(exported):
   assert model.opset_import[0].version == 18 and model.ir_version == 8
   props = {p.key: p.value for p in model.metadata_props}
   assert json.loads(props['class_names']) == ['beach', 'forest', 'street', 'room']
+  assert props['global_size'] == '32' and props['format'] == 'onnx'
   assert 'BatchNormalization' not in {node.op_type for node in model.graph.node}
 
 
