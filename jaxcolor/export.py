@@ -124,6 +124,8 @@ def export(checkpoint_path, file_format, output, overwrite=False):
   if file_format not in FORMATS:
     raise ExportError(f'format {file_format!r}: expected one of {", ".join(FORMATS)}')
   paths = outputs_for(output, file_format)
+  if not paths[0].parent.is_dir():
+    raise ExportError(f'{paths[0]}: cannot write (no folder {paths[0].parent})')
   for path in paths if not overwrite else []:
     if path.exists():
       raise ExportError(f'{path}: already exists; not replacing it (use --overwrite)')
@@ -200,7 +202,8 @@ def main(argv=None):
   parser.add_argument('--checkpoint', default=str(checkpoint.BUNDLED),
                       help="a checkpoint folder, or a training run's checkpoints/ "
                            '(its newest step); default: the bundled model')
-  parser.add_argument('--format', required=True, choices=FORMATS)
+  parser.add_argument('--format', required=True, choices=FORMATS,
+                      help='stablehlo (jax.export) or onnx')
   parser.add_argument('--output', required=True,
                       help='the file to write (StableHLO also writes OUTPUT.json)')
   parser.add_argument('--overwrite', action='store_true', help='replace existing files')

@@ -24,6 +24,10 @@ def _batch_norm_epsilon():
   return model_lib.batch_norm(False, jnp.float32, jnp.float32, None).epsilon
 
 
+def _float64(tree):
+  return jax.tree.map(lambda a: np.asarray(a, np.float64), tree)
+
+
 def fold(variables):
   """{'params', 'batch_stats'} -> {'block/layer': {'w', 'b'}}, float32 numpy.
 
@@ -31,20 +35,18 @@ def fold(variables):
   layer's 1 x 1 kernel is split in two: 'w' for the local features and
   'w_global' (D x O) for the global vector it tiles over every position.
   """
-  params, stats = variables['params'], variables['batch_stats']
+  params, stats = _float64(variables['params']), _float64(variables['batch_stats'])
   epsilon = _batch_norm_epsilon()
   folded = {}
   for block, layers in params.items():
     for name, layer in layers.items():
-      as64 = jax.tree.map(lambda a: np.asarray(a, np.float64), layer)
-      if 'bn' in as64:
-        weight = as64['conv' if 'conv' in as64 else 'dense']['kernel']
-        mean_var = jax.tree.map(lambda a: np.asarray(a, np.float64),
-                                stats[block][name]['bn'])
-        scale = as64['bn']['scale'] / np.sqrt(mean_var['var'] + epsilon)
-        w, b = weight * scale, as64['bn']['bias'] - mean_var['mean'] * scale
+      if 'bn' in layer:
+        w = layer['conv' if 'conv' in layer else 'dense']['kernel']
+        bn, running = layer['bn'], stats[block][name]['bn']
+        scale = bn['scale'] / np.sqrt(running['var'] + epsilon)
+        w, b = w * scale, bn['bias'] - running['mean'] * scale
       else:  # the output layers have their own bias
-        w, b = as64['kernel'], as64['bias']
+        w, b = layer['kernel'], layer['bias']
       folded[f'{block}/{name}'] = {'w': w.astype(np.float32), 'b': b.astype(np.float32)}
   fusion = folded[FUSION]
   local_channels = fusion['w'].shape[2] - folded['global/fc3']['w'].shape[1]

@@ -202,3 +202,8 @@ def test_missing_onnx_names_the_install_command(monkeypatch, tmp_path):
                                                'requirements-export.txt'):
     export.export(checkpoint.BUNDLED, 'onnx', tmp_path / 'x.onnx')
   assert not (tmp_path / 'x.onnx').exists()
+
+
+def test_output_in_a_missing_folder_is_refused_before_any_work(tmp_path):
+  with pytest.raises(export.ExportError, match='no folder'):
+    export.export(tmp_path / 'no checkpoint needed', 'stablehlo', tmp_path / 'no' / 'x')
