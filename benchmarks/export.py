@@ -1,6 +1,6 @@
 """The exported files against jaxcolor, in one run: a table and a JSON line.
 
-  python benchmarks/export.py       # the bundled model at 512 and 1024 (~2 min on 2 cores)
+  python benchmarks/export.py       # the bundled model at 512 and 1024 (~1.5 min on 2 cores)
   python benchmarks/export.py --checkpoint runs/mine/checkpoints --sizes 512,1024,2048
 
 Exports the model as StableHLO and as ONNX (file sizes), then on a real photo

@@ -5,6 +5,8 @@ planes: edge padding to a multiple of 8, the global input's antialiased
 bilinear resize (Resize with antialias and exclude_outside is jax.image.resize's
 'linear' with antialias=True), the network, the bilinear x2 upsampling of the
 chrominance, and CIE L*a*b* -> sRGB with the constants of `jaxcolor.color`.
+Built with onnx's helpers, not a JAX-to-ONNX converter: jax2onnx 0.17.1 needs
+orbax-checkpoint < 0.11.37, and the checkpoints here need 0.12.8.
 """
 import numpy as np
 
