@@ -96,7 +96,13 @@ def _local_tiled(model, variables, local_HxWx1, global_256, tile):
 
 
 def colorize_l(model, variables, l_HxWx1, l_global_GxGx1=None, tile=None):
-  """L in [0, 1] at any H x W -> (sRGB H x W x 3 in [0, 1], a*b* H x W x 2, logits).
+  """L in [0, 1] at any H x W -> (sRGB H x W x 3 in [0, 1], logits); see chrominance_l."""
+  ab01, logits = chrominance_l(model, variables, l_HxWx1, l_global_GxGx1, tile)
+  return color.network_to_rgb(l_HxWx1, ab01), logits
+
+
+def chrominance_l(model, variables, l_HxWx1, l_global_GxGx1=None, tile=None):
+  """L in [0, 1] at any H x W -> (a*b* scaled to [0, 1], H x W x 2, logits).
 
   `l_global_GxGx1` is the global path's input; None means the image itself,
   which for a G x G image shares one run of the low-level trunk. `tile`: run
@@ -116,9 +122,8 @@ def colorize_l(model, variables, l_HxWx1, l_global_GxGx1=None, tile=None):
     global_512, global_256 = model.apply(variables, l_global[None], method='global_features')
     logits = model.apply(variables, global_512, method='classify')
     ab_half = _local_tiled(model, variables, local, global_256, tile)
-  ab01 = jax.image.resize(ab_half, (*local.shape[:2], 2), 'linear')[:height, :width]
-  rgb = color.network_to_rgb(l_HxWx1, ab01)
-  return rgb, color.denormalize_ab(ab01), logits[0]
+  ab01 = jax.image.resize(ab_half, (*local.shape[:2], 2), 'linear')
+  return ab01[:height, :width], logits[0]
 
 
 # Larger images are tiled: 2048 x 2048 (the paper's largest timing) runs whole,
@@ -150,8 +155,9 @@ class Predictor:
 
   def _colorize_traced(self, variables, l_HxWx1, l_global_GxGx1):
     self.trace_count += 1
-    rgb, ab, logits = colorize_l(self.model, variables, l_HxWx1, l_global_GxGx1, self.tile)
-    return rgb, ab, jax.nn.softmax(logits)
+    ab01, logits = chrominance_l(self.model, variables, l_HxWx1, l_global_GxGx1, self.tile)
+    return (color.network_to_rgb(l_HxWx1, ab01), color.denormalize_ab(ab01),
+            jax.nn.softmax(logits))
 
   def __call__(self, l_HxW, style_l=None):
     """L in [0, 1] (H x W) -> Prediction; `style_l` lends its global features."""
