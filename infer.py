@@ -3,6 +3,7 @@
   python infer.py --image old_photo.jpg                  # -> colorized/old_photo.jpg
   python infer.py --image scans/ --output out/ --topk 3  # scans/1920/a.jpg -> out/1920/a.jpg
   python infer.py --image portrait.jpg --style sunset.jpg --side-by-side
+  python infer.py --image old_photo.jpg --strength 1.4   # more saturated colours
   python infer.py --video old_film.mp4                   # -> colorized/old_film.mp4
 
 Folders are searched recursively. In the output folder every result keeps its
@@ -18,6 +19,7 @@ from absl import logging
 import jaxcolor
 from jaxcolor import batch
 from jaxcolor import checkpoint
+from jaxcolor import color
 from jaxcolor import images
 from jaxcolor import inference
 from jaxcolor import video
@@ -51,6 +53,9 @@ def parse_args(argv):
   parser.add_argument('--style', help='take the global features (scene, mood) from this image')
   parser.add_argument('--topk', type=int, default=0, metavar='N',
                       help='print the N likeliest scene labels of each image')
+  parser.add_argument('--strength', type=float, default=1.0, metavar='S',
+                      help='colour strength: 0 grey, 1 the model\'s colours, up to '
+                           f'{color.MAX_STRENGTH:g} more saturated (default: %(default)s)')
   parser.add_argument('--side-by-side', action='store_true',
                       help='write the grey input and the colorized result side by side')
   parser.add_argument('--overwrite', action='store_true',
@@ -64,6 +69,8 @@ def parse_args(argv):
   args = parser.parse_args(argv)
   if args.tile < 0 or args.tile % 8:
     parser.error('--tile must be 0 or a positive multiple of 8')
+  if not 0 <= args.strength <= color.MAX_STRENGTH:
+    parser.error(f'--strength must be between 0 and {color.MAX_STRENGTH:g}')
   if not 0 <= args.stability <= 1:
     parser.error('--stability must be between 0 and 1')
   if args.video and (args.style or args.topk or args.side_by_side):
@@ -83,7 +90,8 @@ def colorize_video(args):
     video_io.check_paths(pathlib.Path(args.video), target, args.overwrite)  # before loading
     predictor = inference.Predictor.from_checkpoint(args.checkpoint or checkpoint.BUNDLED)
     summary = video_io.colorize_file(video.VideoColorizer(predictor), args.video, target,
-                                     args.stability, args.overwrite, args.max_pixels)
+                                     args.stability, args.strength, args.overwrite,
+                                     args.max_pixels)
   except (checkpoint.CheckpointError, video_io.VideoError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
@@ -118,7 +126,7 @@ def main(argv=None):
     print(f'error: {e}', file=sys.stderr)
     return 2
   failures = batch.colorize_files(predictor, plan, style_l, args.topk, args.side_by_side,
-                                  args.overwrite, args.max_pixels)
+                                  args.overwrite, args.max_pixels, strength=args.strength)
   failures += len(problems)
   if failures:
     print(f'{failures} of {len(inputs) + len(problems)} inputs failed', file=sys.stderr)

@@ -106,10 +106,19 @@ class Reporter:
       print('\r' + ' ' * 72 + '\r', end='', file=self.stream)
 
 
+def result_rgb(l_HxW, prediction, strength=1.0, side_by_side=False):
+  """The image a result file holds: H x W x 3 sRGB in [0, 1], its colours at
+  `strength`; H x 2W x 3 after the grey input with `side_by_side`."""
+  rgb = prediction.rgb_at(l_HxW, strength)
+  return np.concatenate([color.grey_rgb(l_HxW), rgb], axis=1) if side_by_side else rgb
+
+
 def colorize_files(predictor, plan, style_l=None, top_k=0, side_by_side=False,
-                   overwrite=False, max_pixels=images.MAX_PIXELS, out=None, reporter=None):
+                   overwrite=False, max_pixels=images.MAX_PIXELS, out=None, reporter=None,
+                   strength=1.0):
   """Colorizes every input of `plan` ({input: output}); returns the failure count.
-  Results are listed on `out` (default: sys.stdout when called)."""
+  Results are listed on `out` (default: sys.stdout when called); `strength`
+  scales their colours (color.with_strength)."""
   out = out or sys.stdout
   reporter = reporter or Reporter(len(plan))
   if top_k and not predictor.class_names:
@@ -128,11 +137,9 @@ def colorize_files(predictor, plan, style_l=None, top_k=0, side_by_side=False,
         reporter.say('note: colour inputs are colorized from their luminance only',
                      once_key='colour')
       prediction = predictor(loaded.l, style_l)
-      rgb = prediction.rgb
-      if side_by_side:
-        rgb = np.concatenate([color.grey_rgb(loaded.l), rgb], axis=1)
       target.parent.mkdir(parents=True, exist_ok=True)
-      images.save_rgb(rgb, target, overwrite)
+      images.save_rgb(result_rgb(loaded.l, prediction, strength, side_by_side), target,
+                      overwrite)
     except images.ImageError as e:
       failures += 1
       reporter.say(f'error: {e}')

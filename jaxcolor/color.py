@@ -13,6 +13,8 @@ import numpy as np
 # maps to [0, 1]; a* and b* in [-AB_MAX, AB_MAX] map to [0, 1] (0.5 is grey).
 L_MAX = 100.0
 AB_MAX = 128.0
+# Colour strength: 0 is grey, 1 the model's colours, MAX_STRENGTH twice as saturated.
+MAX_STRENGTH = 2.0
 
 _XYZ_FROM_RGB = np.array([[0.412453, 0.357580, 0.180423],
                           [0.212671, 0.715160, 0.072169],
@@ -86,6 +88,17 @@ def network_to_rgb(l01, ab01):
   xp = _xp(l01)
   lab = xp.concatenate([l01 * L_MAX, denormalize_ab(ab01)], axis=-1)
   return lab_to_rgb(lab)
+
+
+def with_strength(l01_HxW, ab_HxWx2, strength):
+  """L* scaled to [0, 1] and a*b* -> sRGB in [0, 1] with a*b* times `strength`
+  (0: grey, 1: unchanged, 2: twice as saturated), clipped to the gamut.
+
+  The lightness is kept: only the chrominance is scaled. jaxcolor/web/static/app.js
+  computes the same for the web page's strength control.
+  """
+  xp = _xp(l01_HxW)
+  return lab_to_rgb(xp.concatenate([l01_HxW[..., None] * L_MAX, ab_HxWx2 * strength], axis=-1))
 
 
 def grey_rgb(l01):

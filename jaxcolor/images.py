@@ -29,25 +29,37 @@ class ImageError(Exception):
   """A file that cannot be colorized; the message names it and the problem."""
 
 
+class TooManyPixels(ImageError):
+  """An image refused from its header: more pixels than the limit."""
+
+
 @dataclasses.dataclass
 class LoadedImage:
   l: np.ndarray          # H x W float32 L* scaled to [0, 1]
   had_colour: bool       # the file was a colour photo (its colour was dropped)
   notes: list[str]       # things the user should hear about (first frame only, ...)
+  format: str | None = None  # Pillow's name of the file's format ('JPEG', 'PNG', ...)
 
 
-def load_luminance(path, max_pixels=MAX_PIXELS):
-  """Reads any image Pillow understands and returns its L channel in [0, 1]."""
-  path = pathlib.Path(path)
+def load_luminance(source, max_pixels=MAX_PIXELS, name=None):
+  """Reads any image Pillow understands and returns its L channel in [0, 1].
+
+  `source` is a path, or a file's content as bytes (an upload), which messages
+  call `name`.
+  """
+  in_memory = isinstance(source, (bytes, bytearray, memoryview))
+  path = pathlib.Path(name or 'upload') if in_memory else pathlib.Path(source)
   notes = []
   try:
-    if path.is_file() and path.stat().st_size == 0:
+    empty = len(source) == 0 if in_memory else path.is_file() and path.stat().st_size == 0
+    if empty:
       raise ImageError(f'{path}: empty file (0 bytes)')
-    with Image.open(path) as image:
+    with Image.open(io.BytesIO(source) if in_memory else path) as image:
       width, height = image.size
       if width * height > max_pixels:
-        raise ImageError(f'{path}: {width}x{height} pixels is more than the limit of '
-                         f'{max_pixels} (raise it with --max-pixels)')
+        raise TooManyPixels(f'{path}: {width}x{height} pixels is more than the limit of '
+                            f'{max_pixels} (raise it with --max-pixels)')
+      file_format = image.format
       if getattr(image, 'n_frames', 1) > 1:
         notes.append(f'{path}: has {image.n_frames} frames; colorizing the first')
       image.load()
@@ -64,12 +76,12 @@ def load_luminance(path, max_pixels=MAX_PIXELS):
   except UnidentifiedImageError:
     raise ImageError(f'{path}: not an image file Pillow can read') from None
   except Image.DecompressionBombError as e:
-    raise ImageError(f'{path}: refused, too many pixels ({e})') from None
+    raise TooManyPixels(f'{path}: refused, too many pixels ({e})') from None
   except (OSError, SyntaxError, ValueError) as e:
     raise ImageError(f'{path}: damaged or unsupported image ({e})') from None
   lab = color.rgb_to_lab(rgb)
   return LoadedImage(color.normalize_l(lab[..., 0]).astype(np.float32),
-                     had_colour=not is_grey(rgb), notes=notes)
+                     had_colour=not is_grey(rgb), notes=notes, format=file_format)
 
 
 def find_images(folder, extensions=READABLE, skip=None):
@@ -130,6 +142,21 @@ def output_format(path):
   return WRITABLE.get(pathlib.Path(path).suffix.lower())
 
 
+def writable_format(file_format):
+  """The Pillow format a result is written in: `file_format` (the input's) when
+  WRITABLE has it, else PNG (GIF, PPM, ... or None)."""
+  return file_format if file_format in WRITABLE.values() else 'PNG'
+
+
+def encode_rgb(rgb, file_format):
+  """H x W x 3 sRGB in [0, 1] -> the bytes of an image file in writable_format(file_format)."""
+  file_format = writable_format(file_format)
+  options = {'quality': 95} if file_format in ('JPEG', 'WEBP') else {}
+  encoded = io.BytesIO()
+  Image.fromarray(to_uint8(rgb)).save(encoded, format=file_format, **options)
+  return encoded.getvalue()
+
+
 def save_rgb(rgb, path, overwrite=False):
   """Writes H x W x 3 sRGB in [0, 1]; never replaces a file unless `overwrite`.
 
@@ -139,13 +166,11 @@ def save_rgb(rgb, path, overwrite=False):
   """
   path = pathlib.Path(path)
   # Encode first, so a failure to encode never leaves a half-written file.
-  encoded = io.BytesIO()
-  options = {'quality': 95} if output_format(path) in ('JPEG', 'WEBP') else {}
-  Image.fromarray(to_uint8(rgb)).save(encoded, format=output_format(path), **options)
+  encoded = encode_rgb(rgb, output_format(path))
   target = path.with_name(f'.{path.name}.partial') if overwrite else path
   try:
     with open(target, 'wb' if overwrite else 'xb') as f:
-      f.write(encoded.getbuffer())
+      f.write(encoded)
     if overwrite:
       os.replace(target, path)
   except FileExistsError:

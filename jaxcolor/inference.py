@@ -41,6 +41,12 @@ def enable_compilation_cache(directory=None):
 class Prediction:
   rgb: np.ndarray            # H x W x 3 float32 sRGB in [0, 1]
   probabilities: np.ndarray  # num_classes scene probabilities
+  ab: np.ndarray             # H x W x 2 float32 a*b* of rgb (before sRGB clipping)
+
+  def rgb_at(self, l_HxW, strength):
+    """sRGB H x W x 3 with the colours at `strength` (color.with_strength) around
+    the input's lightness `l_HxW`; 1 is `rgb` itself."""
+    return self.rgb if strength == 1 else color.with_strength(l_HxW, self.ab, strength)
 
 
 def resize_to_square(l_HxWx1, size):
@@ -96,17 +102,21 @@ def pad_to_stride(l_HxWx1):
   return jnp.pad(l_HxWx1, ((0, pad_h), (0, pad_w), (0, 0)), mode='edge')
 
 
-def join_chrominance(l_HxWx1, ab_half):
-  """The local path's chrominance (padded H/2 x W/2 x 2, in [0, 1]) upsampled and
-  joined with the full-resolution L -> sRGB H x W x 3 in [0, 1]."""
-  height, width, _ = l_HxWx1.shape
+def full_chrominance(ab_half, height, width):
+  """The local path's chrominance of the padded image (Hp/2 x Wp/2 x 2, in [0, 1])
+  upsampled bilinearly and cropped to H x W x 2."""
   half_h, half_w, _ = ab_half.shape
-  ab = jax.image.resize(ab_half, (2 * half_h, 2 * half_w, 2), 'linear')
-  return color.network_to_rgb(l_HxWx1, ab[:height, :width])
+  return jax.image.resize(ab_half, (2 * half_h, 2 * half_w, 2), 'linear')[:height, :width]
 
 
 def colorize_l(model, variables, l_HxWx1, l_global_GxGx1=None, tile=None):
-  """L in [0, 1] at any H x W -> (sRGB H x W x 3 in [0, 1], logits).
+  """L in [0, 1] at any H x W -> (sRGB H x W x 3 in [0, 1], logits); see chrominance_l."""
+  ab01, logits = chrominance_l(model, variables, l_HxWx1, l_global_GxGx1, tile)
+  return color.network_to_rgb(l_HxWx1, ab01), logits
+
+
+def chrominance_l(model, variables, l_HxWx1, l_global_GxGx1=None, tile=None):
+  """L in [0, 1] at any H x W -> (a*b* scaled to [0, 1], H x W x 2, logits).
 
   `l_global_GxGx1` is the global path's input; None means the image itself,
   which for a G x G image shares one run of the low-level trunk. `tile`: run
@@ -124,7 +134,7 @@ def colorize_l(model, variables, l_HxWx1, l_global_GxGx1=None, tile=None):
     global_512, global_256 = model.apply(variables, l_global[None], method='global_features')
     logits = model.apply(variables, global_512, method='classify')
     ab_half = _local_tiled(model, variables, local, global_256, tile)
-  return join_chrominance(l_HxWx1, ab_half), logits[0]
+  return full_chrominance(ab_half, *l_HxWx1.shape[:2]), logits[0]
 
 
 # Larger images are tiled: 2048 x 2048 (the paper's largest timing) runs whole,
@@ -156,8 +166,9 @@ class Predictor:
 
   def _colorize_traced(self, variables, l_HxWx1, l_global_GxGx1):
     self.trace_count += 1
-    rgb, logits = colorize_l(self.model, variables, l_HxWx1, l_global_GxGx1, self.tile)
-    return rgb, jax.nn.softmax(logits)
+    ab01, logits = chrominance_l(self.model, variables, l_HxWx1, l_global_GxGx1, self.tile)
+    return (color.network_to_rgb(l_HxWx1, ab01), color.denormalize_ab(ab01),
+            jax.nn.softmax(logits))
 
   def __call__(self, l_HxW, style_l=None):
     """L in [0, 1] (H x W) -> Prediction; `style_l` lends its global features."""
@@ -167,8 +178,8 @@ class Predictor:
     else:
       source = l_HxWx1 if style_l is None else jnp.asarray(style_l, jnp.float32)[..., None]
       l_global = self._to_global(source)
-    rgb, probabilities = self._colorize(self.variables, l_HxWx1, l_global)
-    return Prediction(np.asarray(rgb), np.asarray(probabilities))
+    rgb, ab, probabilities = self._colorize(self.variables, l_HxWx1, l_global)
+    return Prediction(np.asarray(rgb), np.asarray(probabilities), np.asarray(ab))
 
   def top_k(self, probabilities, k):
     """The k likeliest scenes as (class name, probability), best first; [] for a

@@ -154,7 +154,7 @@ class VideoColorizer:
                  count=jnp.zeros(()), l_half=jnp.zeros(half),
                  ab_half=jnp.full((*half, 2), 0.5, jnp.float32))
 
-  def _step_traced(self, variables, state, rgb_BxHxWx3, stability):
+  def _step_traced(self, variables, state, rgb_BxHxWx3, stability, strength):
     """uint8 sRGB frames -> (next State, colorized uint8 frames, shot starts B)."""
     self.trace_count += 1
     l_BxHxWx1 = color.rgb_to_network(rgb_BxHxWx3.astype(jnp.float32) / 255.0)[0]
@@ -168,15 +168,18 @@ class VideoColorizer:
     ab_half, ab_last, l_last = filter_still(ab_half.astype(jnp.float32),
                                             jax.vmap(blurred_half)(local), cuts, state,
                                             stability)
-    rgb = jax.vmap(inference.join_chrominance)(l_BxHxWx1, ab_half)
+    height, width = l_BxHxWx1.shape[1:3]
+    ab01 = jax.vmap(inference.full_chrominance, (0, None, None))(ab_half, height, width)
+    rgb = color.with_strength(l_BxHxWx1[..., 0], color.denormalize_ab(ab01), strength)
     frames = (jnp.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(jnp.uint8)  # as images.to_uint8
     thumbnail_last = thumbnail(l_BxHxWx1[-1])
     return State(thumbnail_last, global_last, count, l_last, ab_last), frames, cuts
 
-  def colorize(self, frames, stability=DEFAULT_STABILITY):
+  def colorize(self, frames, stability=DEFAULT_STABILITY, strength=1.0):
     """Iterable of H x W x 3 uint8 sRGB frames (all one size) -> iterator of
     (colorized frame, whether it starts a shot), in order. `stability` in
-    [0, 1]: 0 colorizes every frame on its own (no recompilation to change it).
+    [0, 1]: 0 colorizes every frame on its own; `strength` scales the colours
+    as for photos (color.with_strength). Changing either does not recompile.
 
     Frames are read one batch ahead of what is handed back, so the next batch
     computes while the caller writes the last one.
@@ -193,7 +196,7 @@ class VideoColorizer:
     chunks = iter(lambda: list(itertools.islice(frames, size)), [])
     for chunk in itertools.chain([[first, *itertools.islice(frames, size - 1)]], chunks):
       batch = np.stack(chunk + [chunk[-1]] * (size - len(chunk)))  # the last batch padded
-      state, rgb, cuts = self._step(self.variables, state, batch, stability)
+      state, rgb, cuts = self._step(self.variables, state, batch, stability, strength)
       if pending is not None:
         yield from _unbatch(*pending)
       pending = rgb, cuts, len(chunk)

@@ -278,9 +278,10 @@ def _estimated_frames(container, video):
   return 0
 
 
-def colorize_file(colorizer, source, target, stability, overwrite=False,
+def colorize_file(colorizer, source, target, stability, strength=1.0, overwrite=False,
                   max_pixels=images.MAX_PIXELS, messages=None):
-  """Colorizes the video `source` into `target` with a video.VideoColorizer.
+  """Colorizes the video `source` into `target` with a video.VideoColorizer
+  (`stability` and `strength` as its `colorize` takes them).
 
   Returns a summary {frames, shots, frames_per_second (after the first)}. Raises
   VideoError (one line naming the file) for anything wrong with either file;
@@ -307,7 +308,7 @@ def colorize_file(colorizer, source, target, stability, overwrite=False,
       writer = _Writer(av, partial, first, video, audio)
       for packet in pending_audio:
         writer.audio_packet(packet)
-      summary = _run(colorizer, first, frames, writer, turns, stability,
+      summary = _run(colorizer, first, frames, writer, turns, (stability, strength),
                      Progress(source.name, _estimated_frames(container, video), messages))
       writer.close()
     _finish(partial, target, overwrite)
@@ -333,7 +334,7 @@ def _say_first(source, first, video, messages):
     print(f'note: {source}: only the first video stream and the audio are kept', file=messages)
 
 
-def _run(colorizer, first, frames, writer, turns, stability, progress):
+def _run(colorizer, first, frames, writer, turns, settings, progress):
   """Streams every frame through the colorizer into the writer."""
   times = collections.deque()  # (pts, time base) of frames read but not yet written
   width, height = first.width, first.height
@@ -346,7 +347,7 @@ def _run(colorizer, first, frames, writer, turns, stability, progress):
 
   done, shots, last_pts = 0, 0, None
   for rgb, starts_shot in colorizer.colorize(map(upright, itertools.chain([first], frames)),
-                                             stability):
+                                             *settings):
     pts, time_base = times.popleft()
     if pts is None or (last_pts is not None and pts <= last_pts):
       pts = 0 if last_pts is None else last_pts + 1  # missing or repeated timestamps

@@ -57,3 +57,17 @@ def test_grey_of_a_lightness_is_neutral_with_that_lightness():
   grey = color.grey_rgb(l01)
   assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
   np.testing.assert_allclose(skcolor.rgb2lab(grey[None])[0, :, 0] / 100, l01, atol=1e-6)
+
+
+def test_strength_scales_the_chrominance_and_keeps_the_lightness():
+  lab = skcolor.rgb2lab(photo('coffee')[::8, ::8] / 255.0).astype(np.float32)
+  l01, ab = lab[..., 0] / 100, lab[..., 1:]
+  np.testing.assert_allclose(color.with_strength(l01, ab, 1.0), color.lab_to_rgb(lab), atol=1e-6)
+  # Strength 0 is grey up to the CIE constants' rounding (a*b* = 0 is not exactly R = G = B).
+  np.testing.assert_allclose(color.with_strength(l01, ab, 0.0), color.grey_rgb(l01), atol=1e-4)
+  stronger_rgb = color.with_strength(l01, ab, 1.5)
+  stronger = skcolor.rgb2lab(stronger_rgb.astype(np.float64))
+  in_gamut = ((stronger_rgb > 1e-4) & (stronger_rgb < 1 - 1e-4)).all(axis=-1)
+  assert in_gamut.mean() > 0.3  # the coffee photo: 37% stays inside sRGB at 1.5
+  np.testing.assert_allclose(stronger[in_gamut], np.concatenate(
+      [lab[..., :1], 1.5 * ab], axis=-1)[in_gamut], atol=0.05)

@@ -138,3 +138,15 @@ def test_corrupt_exif_block_is_ignored_with_a_note(tmp_path):
   loaded = images.load_luminance(path)
   np.testing.assert_allclose(loaded.l, expected_l(GREY), atol=1e-5)
   assert any('scan.png: unreadable EXIF data' in note for note in loaded.notes)
+
+
+def test_an_upload_in_memory_is_read_like_its_file(tmp_path):
+  path = write(tmp_path, 'photo.jpg', Image.fromarray(photo('coffee')[:40, :60]), quality=90)
+  from_file = images.load_luminance(path)
+  from_bytes = images.load_luminance(path.read_bytes(), name='upload é.jpg')
+  np.testing.assert_array_equal(from_bytes.l, from_file.l)
+  assert from_bytes.format == from_file.format == 'JPEG' and from_bytes.had_colour
+  with pytest.raises(images.ImageError, match='^upload é.jpg: empty file'):
+    images.load_luminance(b'', name='upload é.jpg')
+  with pytest.raises(images.TooManyPixels, match='^bomb.png: .*limit'):
+    images.load_luminance(png_header_claiming(9_000, 9_000), name='bomb.png')

@@ -35,6 +35,16 @@ def test_output_is_full_size_colour_with_the_original_lightness(predictor, heigh
                              atol=1e-5)
 
 
+def test_chrominance_is_the_colour_of_the_output(predictor):
+  l = photo_l('coffee', 37, 53)
+  prediction = predictor(l)
+  assert prediction.ab.shape == (37, 53, 2)
+  np.testing.assert_allclose(color.with_strength(l, prediction.ab, 1.0), prediction.rgb,
+                             atol=1e-5)
+  assert prediction.rgb_at(l, 1.0) is prediction.rgb
+  np.testing.assert_allclose(prediction.rgb_at(l, 0.0), color.grey_rgb(l), atol=1e-4)
+
+
 def test_output_has_colour(predictor):
   prediction = predictor(photo_l('chelsea', 64, 96))
   lab = color.rgb_to_lab(prediction.rgb.astype(np.float64))

@@ -110,3 +110,16 @@ def test_frames_stream_in_batches_through_one_compiled_step(predictor):
   assert np.median(np.abs(truth_l - output_l)) < 0.5
   with pytest.raises(ValueError, match='stability'):
     list(colorizer.colorize(frames, stability=1.5))
+
+
+def test_strength_scales_the_colours_as_for_photos(colorizer):
+  frames = clip('object', frames=8).grey
+  default, _ = colorize(colorizer, frames, 1.0)
+  chroma = {}
+  for strength in (0.0, 1.0, 2.0):
+    output = np.stack([rgb for rgb, _ in colorizer.colorize(frames, 1.0, strength)])
+    chroma[strength] = np.hypot(*np.moveaxis(color.rgb_to_lab(output / 255.0)[..., 1:], -1, 0))
+    if strength == 1.0:
+      np.testing.assert_array_equal(output, default)
+  assert chroma[0.0].mean() < 0.5  # grey, to 8-bit rounding
+  assert chroma[2.0].mean() > 1.7 * chroma[1.0].mean()  # twice, less what the gamut clips

@@ -1,0 +1,209 @@
+"""Exported StableHLO and ONNX files compute what Predictor computes, without jaxcolor."""
+import importlib.util
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+import pytest
+
+from jaxcolor import checkpoint
+from jaxcolor import color
+from jaxcolor import export
+from jaxcolor import folding
+from jaxcolor import images
+from jaxcolor import inference
+from jaxcolor import model as model_lib
+from conftest import photo
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+HAS_ONNX = all(importlib.util.find_spec(p) for p in ('onnx', 'onnxruntime'))
+needs_onnx = pytest.mark.skipif(
+    not HAS_ONNX, reason=f'onnx and onnxruntime are not installed: {export.INSTALL}')
+FORMATS = ['stablehlo', pytest.param('onnx', marks=needs_onnx)]
+ONE_LEVEL = 1 / 255  # one 8-bit sRGB level
+# The files and Predictor differ by float32 rounding (folded BatchNorm, another
+# summation order), up to ~1e-4 where the sRGB curve is steepest (measured on
+# the tiny network's saturated colours; ~1e-6 with the bundled model).
+TOLERANCE = ONE_LEVEL / 4
+# (height, width) of the photos each model is checked on: one odd, and one the
+# global size (Predictor then shares the trunk run between both paths).
+SIZES = {'tiny': [(45, 61), (32, 32)], 'bundled': [(77, 129), (128, 128)]}
+
+
+def lightness(name, height, width):
+  rgb = photo(name)[40:40 + height, 60:60 + width] / 255.0
+  return color.rgb_to_network(rgb)[0][..., 0].astype(np.float32)
+
+
+@pytest.fixture(scope='module')
+def checkpoints(tiny_checkpoint):
+  return {'tiny': tiny_checkpoint, 'bundled': checkpoint.BUNDLED}
+
+
+@pytest.fixture(scope='module')
+def predictors(checkpoints):
+  return {name: inference.Predictor.from_checkpoint(path) for name, path in checkpoints.items()}
+
+
+@pytest.fixture(scope='module')
+def exported(checkpoints, tmp_path_factory):
+  """{(model, format): path}, written on first use."""
+  folder = tmp_path_factory.mktemp('exported')
+  cache = {}
+
+  def get(name, file_format):
+    if (name, file_format) not in cache:
+      path = folder / f'{name}.{file_format}'
+      export.export(checkpoints[name], file_format, path)
+      cache[name, file_format] = path
+    return cache[name, file_format]
+  return get
+
+
+def test_folded_network_is_the_flax_model_at_inference(tiny_config, tiny_variables):
+  model = model_lib.from_config(tiny_config.model)
+  folded = folding.fold(tiny_variables)
+  assert not any('bn' in name for name in folded)
+  size = tiny_config.model.global_size
+  l = jnp.asarray(lightness('coffee', 40, 48))[None, ..., None]
+  l_global = jnp.asarray(lightness('rocket', size, size))[None, ..., None]
+  # Its own global input, and a G x G image that is its own (one trunk run).
+  flax_apply = jax.jit(lambda *args: model.apply(tiny_variables, *args, train=False))
+  folded_apply = jax.jit(lambda *args: folding.FoldedColorizer().apply(folded, *args))
+  for args in ((l, l_global), (l_global, None)):
+    want, got = flax_apply(*args), folded_apply(*args)
+    for a, b in zip(want, got):
+      np.testing.assert_allclose(b, a, atol=1e-5)
+    assert float(jnp.std(got[0])) > 1e-3  # real BatchNorm statistics: not all grey
+
+
+@pytest.mark.parametrize('file_format', FORMATS)
+@pytest.mark.parametrize('name', ['tiny', 'bundled'])
+def test_exported_file_matches_predictor(name, file_format, predictors, exported):
+  run = export.LOADERS[file_format](exported(name, file_format))
+  for (height, width), photo_name in zip(SIZES[name], ('astronaut', 'chelsea')):
+    l = lightness(photo_name, height, width)
+    rgb, probabilities = run(l, l)
+    assert rgb.shape == (height, width, 3) and rgb.dtype == np.float32
+    rgb_difference, probability_difference = export.max_difference(run, predictors[name], l)
+    assert rgb_difference < TOLERANCE, (height, width, rgb_difference * 255)
+    assert probability_difference < 1e-5
+    assert np.ptp(rgb[..., 0] - rgb[..., 2]) > 0.01  # coloured, not grey
+
+
+@pytest.mark.parametrize('file_format', FORMATS)
+def test_another_photo_lends_its_global_features(file_format, predictors, exported):
+  run = export.LOADERS[file_format](exported('tiny', file_format))
+  l, style = lightness('astronaut', *SIZES['tiny'][0]), lightness('coffee', 50, 70)
+  reference = predictors['tiny'](l, style_l=style)
+  rgb, probabilities = run(l, style)
+  np.testing.assert_allclose(rgb, reference.rgb, atol=TOLERANCE)
+  np.testing.assert_allclose(probabilities, reference.probabilities, atol=1e-5)
+  assert np.abs(rgb - run(l, l)[0]).max() > 1e-3  # the style changed the result
+
+
+def test_stablehlo_file_is_symbolic_and_described(exported, tiny_config):
+  path = exported('tiny', 'stablehlo')
+  loaded = jax.export.deserialize(bytearray(path.read_bytes()))
+  assert [str(a.shape) for a in loaded.in_avals] == ['(height, width)',
+                                                     '(global_height, global_width)']
+  assert [str(a.shape) for a in loaded.out_avals] == ['(height, width, 3)', '(4,)']
+  assert set(loaded.platforms) == {'cpu', 'cuda', 'rocm', 'tpu'}
+  described = json.loads(path.with_name(path.name + '.json').read_text())
+  assert described['class_names'] == ['beach', 'forest', 'street', 'room']
+  assert described['global_size'] == tiny_config.model.global_size
+  assert 'multiple of 8' in described['l'] and 'sRGB' in described['rgb']
+
+
+def test_stablehlo_program_has_plain_convolutions_and_no_batch_norm(exported):
+  loaded = jax.export.deserialize(bytearray(exported('bundled', 'stablehlo').read_bytes()))
+  program = loaded.mlir_module()
+  convolutions = program.count('stablehlo.convolution')
+  # 6 + 6 low-level (both paths), 2 mid, 4 global, fusion, 4 + 1 colorization, in
+  # each platform's branch: none replaced by Winograd's matrix products.
+  assert convolutions == 24 * len(loaded.platforms), convolutions
+  assert 'rsqrt' not in program  # no BatchNorm normalisation left
+
+
+@needs_onnx
+def test_onnx_file_names_its_inputs_outputs_and_contract(exported):
+  import onnx
+  model = onnx.load(str(exported('tiny', 'onnx')))
+  dims = lambda value: [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+  assert {v.name: dims(v) for v in model.graph.input} == {
+      'l': ['height', 'width'], 'l_global': ['global_height', 'global_width']}
+  assert {v.name: dims(v) for v in model.graph.output} == {
+      'rgb': ['height', 'width', 3], 'probabilities': [4]}
+  assert model.opset_import[0].version == 18 and model.ir_version == 8
+  props = {p.key: p.value for p in model.metadata_props}
+  assert json.loads(props['class_names']) == ['beach', 'forest', 'street', 'room']
+  assert props['global_size'] == '32' and props['format'] == 'onnx'
+  assert 'BatchNormalization' not in {node.op_type for node in model.graph.node}
+
+
+def readme_examples():
+  """The README's Export section's Python examples: {'onnx': code, 'stablehlo': code}."""
+  section = (ROOT / 'README.md').read_text().split('## Export', 1)[1].split('\n## ', 1)[0]
+  blocks = re.findall(r'```python\n(.*?)```', section, re.S)
+  return {'onnx' if 'onnxruntime' in block else 'stablehlo': block for block in blocks}
+
+
+@pytest.mark.parametrize('file_format', FORMATS)
+def test_readme_example_runs_without_jaxcolor(file_format, exported, predictors, tmp_path):
+  folder = tmp_path / 'elsewhere'
+  folder.mkdir()
+  (folder / f'colorizer.{file_format}').symlink_to(exported('bundled', file_format))
+  height, width = SIZES['bundled'][0]  # a size Predictor has compiled already
+  Image.fromarray(photo('coffee')[:height, :width]).save(folder / 'photo.jpg', quality=95)
+  script = readme_examples()[file_format] + (
+      "\nimport sys\nassert not {'jaxcolor', 'flax'} & set(sys.modules), sys.modules.keys()\n")
+  env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'XLA_FLAGS')}
+  subprocess.run([sys.executable, '-I', '-c', script], cwd=folder, env=env, check=True,
+                 timeout=300)
+  written = np.asarray(Image.open(folder / 'photo_color.png'), np.int16)
+  reference = predictors['bundled'](images.load_luminance(folder / 'photo.jpg').l)
+  assert written.shape == (height, width, 3)
+  assert np.abs(written - images.to_uint8(reference.rgb)).max() <= 1
+
+
+@needs_onnx
+def test_command_writes_verifies_and_keeps_existing_files(tiny_checkpoint, tmp_path):
+  Image.fromarray(photo('rocket')[:37, :51]).save(tmp_path / 'photo.png')
+  output = tmp_path / 'tiny.onnx'
+  command = [sys.executable, '-m', 'jaxcolor.export', '--checkpoint', str(tiny_checkpoint),
+             '--format', 'onnx', '--output', str(output)]
+  done = subprocess.run(command + ['--verify', str(tmp_path / 'photo.png')], cwd=ROOT,
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr
+  assert 'largest sRGB difference from jaxcolor 0.0' in done.stdout
+  written = output.read_bytes()
+  again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert again.returncode == 1
+  assert f'{output}: already exists' in again.stderr and '--overwrite' in again.stderr
+  assert output.read_bytes() == written
+
+
+def test_help_names_the_formats():
+  done = subprocess.run([sys.executable, '-m', 'jaxcolor.export', '--help'], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120)
+  assert done.returncode == 0 and '{stablehlo,onnx}' in done.stdout
+
+
+def test_missing_onnx_names_the_install_command(monkeypatch, tmp_path):
+  monkeypatch.setitem(sys.modules, 'onnx', None)  # import onnx now fails
+  with pytest.raises(export.ExportError, match='onnx is not installed: pip install -r '
+                                               'requirements-export.txt'):
+    export.export(checkpoint.BUNDLED, 'onnx', tmp_path / 'x.onnx')
+  assert not (tmp_path / 'x.onnx').exists()
+
+
+def test_output_in_a_missing_folder_is_refused_before_any_work(tmp_path):
+  with pytest.raises(export.ExportError, match='no folder'):
+    export.export(tmp_path / 'no checkpoint needed', 'stablehlo', tmp_path / 'no' / 'x')

@@ -1,0 +1,265 @@
+"""The web page's HTTP API against a real serve.py process on a free loopback port.
+
+The server runs the tiny test network (saved as a real checkpoint) with a 2 MB
+upload limit and a 2000x2000 pixel limit. Tests run in file order and share it;
+the last one checks that it survived all of them.
+"""
+import concurrent.futures
+import io
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+from PIL import Image, PngImagePlugin
+import pytest
+
+pytest.importorskip('starlette', reason='the web page needs pip install -r requirements-web.txt')
+
+from conftest import photo  # noqa: E402
+import infer  # noqa: E402
+from jaxcolor import color  # noqa: E402
+from jaxcolor import images  # noqa: E402
+from test_images import png_header_claiming  # noqa: E402
+import web_server  # noqa: E402
+
+CLASSES = ['beach', 'forest', 'street', 'room']  # the tiny checkpoint's scenes
+GREY = Image.fromarray(photo('chelsea')[:40, :60]).convert('L')  # most photos: one size, one compile
+COLOUR = Image.fromarray(photo('coffee')[:40, :60])
+
+
+def encode(image, file_format, **options):
+  data = io.BytesIO()
+  image.save(data, format=file_format, **options)
+  return data.getvalue()
+
+
+def frames(file_format):
+  return encode(GREY, file_format, save_all=True, append_images=[GREY.point(lambda v: 255 - v)])
+
+
+def rotated():
+  exif = Image.Exif()
+  exif[0x0112] = 6  # stored sideways: shown rotated 90 degrees clockwise
+  return encode(GREY, 'JPEG', exif=exif)
+
+
+def with_big_chunk():
+  """A valid 60x40 PNG of 1.2 MB (a text chunk): the server spools it to a temporary file."""
+  info = PngImagePlugin.PngInfo()
+  info.add_text('padding', 'x' * 1_200_000)
+  return encode(GREY, 'PNG', pnginfo=info)
+
+
+# name: (content, the result's format, its width x height)
+GOOD = {
+    'grey.png': (encode(GREY, 'PNG'), 'PNG', (60, 40)),
+    'colour photo.jpg': (encode(COLOUR, 'JPEG'), 'JPEG', (60, 40)),
+    'cmyk.jpg': (encode(COLOUR.convert('CMYK'), 'JPEG'), 'JPEG', (60, 40)),
+    'rgba.png': (encode(COLOUR.convert('RGBA'), 'PNG'), 'PNG', (60, 40)),
+    'la.png': (encode(GREY.convert('LA'), 'PNG'), 'PNG', (60, 40)),
+    'one bit.png': (encode(GREY.convert('1'), 'PNG'), 'PNG', (60, 40)),
+    'palette.png': (encode(COLOUR.convert('P'), 'PNG'), 'PNG', (60, 40)),
+    'scan.bmp': (encode(GREY, 'BMP'), 'BMP', (60, 40)),
+    'scan.tif': (encode(GREY, 'TIFF'), 'TIFF', (60, 40)),
+    'scan.webp': (encode(GREY, 'WEBP'), 'WEBP', (60, 40)),
+    'deep.png': (encode(Image.fromarray(np.asarray(GREY).astype(np.uint16) * 257), 'PNG'),
+                 'PNG', (60, 40)),
+    'deep.tif': (encode(Image.fromarray(np.asarray(GREY).astype(np.uint16) * 257), 'TIFF'),
+                 'TIFF', (60, 40)),
+    'actually_png.jpg': (encode(GREY, 'PNG'), 'PNG', (60, 40)),
+    'animated.gif': (frames('GIF'), 'PNG', (60, 40)),
+    'pages.tif': (frames('TIFF'), 'TIFF', (60, 40)),
+    'bad exif.png': (encode(GREY, 'PNG', exif=b'\xff\xff\xbeZ\x17#\xff\xff' + b'\x00' * 32),
+                     'PNG', (60, 40)),
+    'big chunk.png': (with_big_chunk(), 'PNG', (60, 40)),
+    'rotated.jpg': (rotated(), 'JPEG', (40, 60)),
+    'dot.png': (encode(Image.new('L', (1, 1), 90), 'PNG'), 'PNG', (1, 1)),
+    'small é.png': (encode(Image.new('L', (7, 5), 200), 'PNG'), 'PNG', (7, 5)),
+}
+
+
+def truncated(file_format, keep):
+  data = encode(GREY, file_format)
+  return data[:keep(len(data))]
+
+
+# name: (content, HTTP status, what the error says)
+HOSTILE = {
+    'empty.jpg': (b'', 400, 'empty file'),
+    'truncated.jpg': (truncated('JPEG', lambda n: n // 3), 400, 'damaged'),
+    'truncated.png': (truncated('PNG', lambda n: 60), 400, 'damaged'),
+    'random.jpg': (bytes(range(256)) * 4, 400, 'not an image'),
+    'notes.jpg': (b'this is a text file', 400, 'not an image'),
+    'bomb.png': (png_header_claiming(100_000, 100_000), 413, 'limit'),
+    'over the limit.png': (png_header_claiming(2001, 2000), 413, 'limit'),
+}
+
+
+@pytest.fixture(scope='module')
+def server(tmp_path_factory, tiny_checkpoint):
+  folder = tmp_path_factory.mktemp('web_api')
+  (folder / 'tmp').mkdir()
+  with web_server.serve(folder, '--checkpoint', tiny_checkpoint, '--max-upload-mb', 2,
+                        '--max-pixels', 2000 * 2000, env={'TMPDIR': str(folder / 'tmp')}) as s:
+    yield s
+
+
+def colorize(server, name, data, **fields):
+  status, headers, body = server.post('/api/colorize', {'image': (name, data)}, fields)
+  assert status == 200, body[:300]
+  return headers, Image.open(io.BytesIO(body))
+
+
+@pytest.mark.parametrize('name', GOOD)
+def test_good_photos_come_back_at_their_size_in_their_format(server, name):
+  data, file_format, size = GOOD[name]
+  headers, result = colorize(server, name, data)
+  assert (result.format, result.size, result.mode) == (file_format, size, 'RGB')
+  assert headers['Content-Type'] == Image.MIME[file_format]
+  stem = name.rsplit('.', 1)[0].encode('ascii', 'replace').decode().replace('?', '_')
+  assert f'filename="{stem}-colorized.' in headers['Content-Disposition']
+
+
+@pytest.mark.parametrize('name', HOSTILE)
+def test_hostile_files_get_an_error_naming_the_file_and_the_problem(server, name):
+  data, expected_status, problem = HOSTILE[name]
+  start = time.perf_counter()
+  status, message = server.error('/api/colorize', {'image': (name, data)})
+  assert status == expected_status and message.startswith(f'{name}: ') and problem in message
+  assert time.perf_counter() - start < 2.0  # a forged header is refused without decoding
+
+
+@pytest.mark.parametrize('fields,files,problem', [
+    ({}, {}, 'no image'),
+    ({'image': 'text, not a file'}, {}, 'no image'),
+    ({'strength': 'strong'}, {'image': ('grey.png', GOOD['grey.png'][0])}, 'strength'),
+    ({'strength': '2.5'}, {'image': ('grey.png', GOOD['grey.png'][0])}, 'strength'),
+    ({'strength': 'nan'}, {'image': ('grey.png', GOOD['grey.png'][0])}, 'strength'),
+    ({}, {'image': ('grey.png', GOOD['grey.png'][0]), 'style': ('mood.jpg', b'no')},
+     'mood.jpg: not an image'),
+])
+def test_bad_requests_say_what_is_wrong(server, fields, files, problem):
+  status, message = server.error('/api/colorize', files, fields)
+  assert status == 400 and problem in message, message
+
+
+def test_requests_that_are_not_forms(server):
+  status, headers, body = server.request('POST', '/api/colorize', b'{"image": 1}',
+                                         {'Content-Type': 'application/json'})
+  assert status == 400 and 'no image' in json.loads(body)['error']
+  status, headers, body = server.request('POST', '/api/colorize', b'--x\r\ngarbage',
+                                         {'Content-Type': 'multipart/form-data'})
+  assert 400 <= status < 500 and json.loads(body)['error']
+  status, _, body = server.request('GET', '/api/colorize')
+  assert status == 405 and json.loads(body)['error']
+
+
+def test_an_upload_over_the_limit_is_refused(server):
+  data = bytes(3 * 2**20)  # over the 2 MB limit
+  status, message = server.error('/api/colorize', {'image': ('huge.png', data)})
+  assert status == 413 and 'more than the limit of 2 MB' in message
+  # Without a Content-Length (chunked), counted as it arrives.
+  body, content_type = web_server.multipart({'image': ('huge.png', data)}, {})
+  chunks = (body[i:i + 2**16] for i in range(0, len(body), 2**16))
+  status, _, answer = server.request('POST', '/api/colorize', chunks,
+                                     {'Content-Type': content_type})  # sent chunked
+  assert status == 413 and 'limit' in json.loads(answer)['error']
+
+
+def test_strength_and_side_by_side_are_what_infer_writes(server, tiny_checkpoint, tmp_path):
+  source = tmp_path / 'photo.png'
+  source.write_bytes(GOOD['grey.png'][0])
+  for strength, side_by_side in [(1.5, False), (0.6, True)]:
+    out = tmp_path / f'cli_{strength}.png'
+    assert infer.main(['--image', str(source), '--checkpoint', str(tiny_checkpoint),
+                       '--output', str(out), '--strength', str(strength)]
+                      + ['--side-by-side'] * side_by_side) == 0
+    _, result = colorize(server, 'photo.png', source.read_bytes(), strength=strength,
+                         side_by_side=int(side_by_side))
+    np.testing.assert_array_equal(np.asarray(result), np.asarray(Image.open(out)))
+  _, grey = colorize(server, 'photo.png', source.read_bytes(), strength=0)
+  channels = np.asarray(grey, np.int16)
+  assert np.abs(channels - channels[..., :1]).max() <= 1  # strength 0: grey
+
+
+def test_lab_gives_labels_and_the_colours_at_any_strength(server):
+  data = GOOD['colour photo.jpg'][0]
+  status, headers, body = server.post('/api/lab', {'image': ('colour photo.jpg', data)})
+  assert status == 200 and headers['Content-Type'] == 'application/octet-stream'
+  meta, l, ab = web_server.read_lab(body)
+  assert (meta['width'], meta['height'], meta['format']) == (60, 40, 'JPEG')
+  assert meta['download_name'] == 'colour photo-colorized.jpg'
+  assert any('colour photo' in note for note in meta['notes'])
+  names = [label['name'] for label in meta['labels']]
+  probabilities = [label['probability'] for label in meta['labels']]
+  assert len(names) == 3 and set(names) <= set(CLASSES)
+  assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1
+  np.testing.assert_allclose(l / color.L_MAX, images.load_luminance(data).l, atol=1e-5)
+  # What the page draws from these planes is the file the API writes, within
+  # one 8-bit level (the planes are 16-bit).
+  for strength in (0.0, 1.0, 1.7):
+    drawn = images.to_uint8(color.with_strength(l / color.L_MAX, ab, strength))
+    _, written = colorize(server, 'photo.png', encode(Image.open(io.BytesIO(data)), 'PNG'),
+                          strength=strength)
+    assert np.abs(drawn.astype(int) - np.asarray(written, int)).max() <= 1
+
+
+def test_a_mood_photo_changes_the_colours(server):
+  data = GOOD['grey.png'][0]
+  mood = encode(Image.fromarray(photo('rocket')[:90, :120]), 'JPEG')
+  _, _, plain = server.post('/api/lab', {'image': ('grey.png', data)})
+  status, _, styled = server.post('/api/lab', {'image': ('grey.png', data),
+                                                'style': ('rocket.jpg', mood)})
+  assert status == 200 and web_server.read_lab(styled)[0]['style'] == 'rocket.jpg'
+  assert np.abs(web_server.read_lab(styled)[2] - web_server.read_lab(plain)[2]).mean() > 0.5
+
+
+def test_eight_concurrent_uploads_all_finish_while_the_server_answers(server):
+  # A client that sends half its upload and stalls holds no one up.
+  stalled = socket.create_connection((server.host, server.port))
+  stalled.sendall(b'POST /api/colorize HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/'
+                  b'form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n--b\r\n')
+  names = ['grey.png', 'colour photo.jpg', 'scan.tif', 'rotated.jpg'] * 2
+  with concurrent.futures.ThreadPoolExecutor(8) as pool:
+    futures = [pool.submit(colorize, server, name, GOOD[name][0], strength=0.25 * i)
+               for i, name in enumerate(names)]
+    start = time.perf_counter()
+    status, _, _ = server.request('GET', '/api/info')
+    assert status == 200 and time.perf_counter() - start < 2.0  # not stuck behind the model
+    results = [future.result(timeout=300)[1] for future in futures]
+  assert [r.size for r in results] == [GOOD[name][2] for name in names]
+  stalled.close()
+
+
+def test_only_the_page_and_its_assets_are_served(server):
+  status, headers, page = server.request('GET', '/')
+  assert status == 200 and b'/static/app.js' in page
+  assert "default-src 'self'" in headers['Content-Security-Policy']
+  for asset in ('app.js', 'style.css'):
+    status, _, body = server.request('GET', f'/static/{asset}')
+    assert status == 200 and b'http://' not in body and b'https://' not in body  # no CDN
+  for path in ['/static/../serve.py', '/static/%2e%2e/app.py', '/static/..%2fapp.py',
+               '/static/%2e%2e%2f%2e%2e%2fserve.py', '/../serve.py', '/serve.py',
+               '/static/../../../../../../etc/passwd', '/static//etc/passwd',
+               '/static/%2fetc%2fpasswd', '/jaxcolor/web/app.py']:
+    status, _, body = server.request('GET', path)
+    assert status in (400, 404) and b'import' not in body and b'root:' not in body, path
+
+
+def test_a_taken_port_is_a_clear_error(server):
+  result = subprocess.run([sys.executable, str(web_server.ROOT / 'serve.py'), '--port',
+                           str(server.port)], capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2 and f'cannot listen on 127.0.0.1 port {server.port}' in (
+      result.stderr)
+
+
+def test_the_server_is_still_up_and_kept_no_upload(server):
+  assert server.host == '127.0.0.1'  # loopback unless --host says otherwise
+  status, _, body = server.request('GET', '/api/info')
+  assert status == 200 and json.loads(body)['max_upload_bytes'] == 2 * 2**20
+  assert server.process.poll() is None
+  assert 'Traceback' not in server.stderr.read_text(), server.stderr.read_text()
+  assert not list((server.stdout.parent / 'tmp').iterdir())  # spooled uploads are gone
