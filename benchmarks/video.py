@@ -1,6 +1,6 @@
 """Video colorization, frame by frame against stabilised, on clips with known colours.
 
-  python benchmarks/video.py        # ~7 min on 2 busy cores: a table and a JSON line
+  python benchmarks/video.py        # 5-7 min on 2 busy cores: a table and a JSON line
   python benchmarks/video.py --frames 16 --height 240 --width 428   # a quick look
 
 Clips (jaxcolor/video_clips.py) are made from scikit-image's colour photos: a
