@@ -4,8 +4,10 @@
   python serve.py --port 8080 --checkpoint runs/mine/checkpoints
 
 Needs `pip install -r requirements-web.txt`. It listens on this computer only
-(127.0.0.1) unless --host says otherwise; the page works offline. The same
-model and code as infer.py: the page's HTTP API is in the README.
+(127.0.0.1) unless --host says otherwise; there it answers only requests
+addressed to localhost, 127.0.0.1 or [::1], so that web pages elsewhere cannot
+use it. The page works offline. The same model and code as infer.py: the page's
+HTTP API is in the README.
 """
 import argparse
 import socket
@@ -15,11 +17,16 @@ from absl import logging
 
 import jaxcolor
 from jaxcolor import checkpoint
-from jaxcolor import images
 from jaxcolor import inference
 import infer
 
 LOOPBACK = ('127.0.0.1', 'localhost', '::1')
+LOOPBACK_HOSTS = ('127.0.0.1', 'localhost', '[::1]')  # as a Host header names them
+# A request takes some 150 bytes a pixel at its peak (float64 RGB and L*a*b*
+# copies, the network's activations; peak RSS with the bundled model: 3.9 GB at
+# 5000x5000, 10 GB at 8192x8192, which a flat PNG of 84 KB can claim).
+MAX_PIXELS = 5000 * 5000
+STOP_SECONDS = 5  # Ctrl+C waits this long for requests under way, then drops them
 
 
 def parse_args(argv):
@@ -34,13 +41,19 @@ def parse_args(argv):
                       'checkpoints/ (default: the bundled model)')
   parser.add_argument('--max-upload-mb', type=float, default=64,
                       help='refuse larger uploads (default: %(default)s)')
-  parser.add_argument('--max-pixels', type=int, default=images.MAX_PIXELS,
-                      help='refuse larger images, from their header (default: %(default)s)')
+  parser.add_argument('--max-pixels', type=int, default=MAX_PIXELS,
+                      help='refuse larger images, from their header (default: %(default)s, '
+                           '5000x5000: colorizing takes some 150 bytes a pixel, so about '
+                           '4 GB of memory at this size)')
+  parser.add_argument('--max-queue', type=int, default=16,
+                      help='most photo requests under way at once (uploading, waiting for '
+                           'the model or colorized); more are refused with 503 (default: '
+                           '%(default)s; each holds its upload in memory)')
   args = parser.parse_args(argv)
   if not 0 <= args.port <= 65535:
     parser.error('--port must be from 0 to 65535')
-  if args.max_upload_mb <= 0 or args.max_pixels <= 0:
-    parser.error('--max-upload-mb and --max-pixels must be positive')
+  if args.max_upload_mb <= 0 or args.max_pixels <= 0 or args.max_queue <= 0:
+    parser.error('--max-upload-mb, --max-pixels and --max-queue must be positive')
   return args
 
 
@@ -78,16 +91,21 @@ def main(argv=None):
   except checkpoint.CheckpointError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
-  app = web_app.create_app(predictor, int(args.max_upload_mb * 2**20), args.max_pixels)
-  config = uvicorn.Config(app, log_level='warning')
+  loopback = args.host in LOOPBACK
+  app = web_app.create_app(predictor, int(args.max_upload_mb * 2**20), args.max_pixels,
+                           args.max_queue, LOOPBACK_HOSTS if loopback else ('*',))
+  config = uvicorn.Config(app, log_level='warning', timeout_graceful_shutdown=STOP_SECONDS)
   sock.listen(config.backlog)
   host, port = sock.getsockname()[:2]
   url = f'http://{f"[{host}]" if ":" in host else host}:{port}/'
-  if args.host not in LOOPBACK:
+  if not loopback:
     print(f'warning: listening on {args.host}: anyone who can reach this computer can use '
           'the page', file=sys.stderr)
   print(f'jaxcolor: colorizing at {url}  (Ctrl+C stops)', flush=True)
-  uvicorn.Server(config).run(sockets=[sock])
+  try:
+    uvicorn.Server(config).run(sockets=[sock])
+  except KeyboardInterrupt:  # Ctrl+C, passed on by uvicorn once it has stopped
+    return 130
   return 0
 
 

@@ -69,7 +69,7 @@ def plan_outputs(inputs, output=None):
   plan, taken = {}, set()
   for path in inputs:
     relative = pathlib.Path(os.path.relpath(os.path.abspath(path), base))
-    suffix = relative.suffix if images.output_format(relative) else '.png'
+    suffix = output_suffix(relative)
     target, copy = pathlib.Path(output, relative).with_suffix(suffix), 1
     while str(target).lower() in taken:  # lower(): file systems that ignore case
       copy += 1
@@ -77,6 +77,12 @@ def plan_outputs(inputs, output=None):
     taken.add(str(target).lower())
     plan[path] = target
   return plan
+
+
+def output_suffix(name):
+  """The extension of an input's result, which names its format: the input's own
+  when images.WRITABLE has it ('x.JPG' -> '.JPG', whatever the content), else '.png'."""
+  return pathlib.PurePath(name).suffix if images.output_format(name) else '.png'
 
 
 class Reporter:

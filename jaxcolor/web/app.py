@@ -9,12 +9,16 @@
 
 A problem answers 4xx with JSON {"error": "<file>: <problem>"}: 413 for an upload
 over the size limit or an image over the pixel limit (refused from its header),
-400 for anything else wrong with the request or the file.
+400 for anything else wrong with the request or the file; 503 when `max_queue`
+photo requests are already under way. A request whose Host header is not one of
+`allowed_hosts` gets a plain 400 (a web page elsewhere cannot drive the server
+through a name it rebinds to this computer).
 
 Decoding, the model and encoding are CPU bound and take memory in proportion to
 the photo, so they run one request at a time on one worker thread: concurrent
 requests queue there, while the event loop goes on receiving uploads and
-answering the rest.
+answering the rest. Each holds its upload in memory from its start to its
+answer, hence the bound on how many there are.
 """
 import asyncio
 import concurrent.futures
@@ -34,6 +38,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import ClientDisconnect
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -45,6 +50,7 @@ from jaxcolor import images
 
 STATIC = pathlib.Path(__file__).parent / 'static'
 DEFAULT_MAX_UPLOAD_MB = 64
+DEFAULT_MAX_QUEUE = 16
 TOP_K = 3
 # The browser itself refuses anything the page would load from elsewhere.
 PAGE_HEADERS = {
@@ -52,7 +58,6 @@ PAGE_HEADERS = {
                                "object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
     'X-Content-Type-Options': 'nosniff',
 }
-EXTENSIONS = {fmt: ext for ext, fmt in reversed(images.WRITABLE.items())}  # 'JPEG': '.jpg'
 log = logging.getLogger(__name__)
 
 
@@ -92,9 +97,24 @@ class UploadLimit:
 class Colorizer:
   """The model, run on one worker thread so that requests queue for it."""
 
-  def __init__(self, predictor, max_pixels):
-    self.predictor, self.max_pixels = predictor, max_pixels
+  def __init__(self, predictor, max_pixels, max_queue=DEFAULT_MAX_QUEUE):
+    self.predictor, self.max_pixels, self.max_queue = predictor, max_pixels, max_queue
+    self.under_way = 0  # photo requests from their start to their answer (event loop only)
     self.worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='jaxcolor-model')
+
+  def queued(self, handler):
+    """`handler` counted from the request's start (before its upload is read) to its
+    answer; 503 when `max_queue` requests are already counted."""
+    async def counted(request):
+      if self.under_way >= self.max_queue:
+        raise HTTPException(503, f'the server is busy with {self.under_way} photos, its limit '
+                                 '(serve.py --max-queue): try again when one is done')
+      self.under_way += 1
+      try:
+        return await handler(request)
+      finally:
+        self.under_way -= 1
+    return counted
 
   async def run(self, name, job):
     """job() on the worker thread; its problems become HTTP errors naming `name`."""
@@ -104,9 +124,10 @@ class Colorizer:
       raise HTTPException(413, str(e)) from None
     except images.ImageError as e:
       raise HTTPException(400, str(e)) from None
-    except Exception as e:  # the server stays up whatever one image does to it
-      log.exception('%s: failed', name)
-      raise HTTPException(500, f'{name}: could not be colorized ({type(e).__name__}: {e})')
+    except Exception:  # the server stays up whatever one image does to it
+      log.exception('%s: failed', name)  # the details stay in the server's log
+      raise HTTPException(500, f'{name}: could not be colorized (internal error; the '
+                               'server log says why)') from None
 
   def predict(self, image, style):
     """(LoadedImage, Prediction, model seconds) of two Uploads (style may be None)."""
@@ -153,13 +174,10 @@ def parse_strength(fields):
   return strength
 
 
-def result_name(name, file_format):
-  """'photo.gif', 'PNG' -> 'photo-colorized.png'; the input's extension when it fits."""
-  path = pathlib.PurePath(name)
-  suffix = path.suffix.lower()
-  if images.WRITABLE.get(suffix) != file_format:
-    suffix = EXTENSIONS[file_format]
-  return f'{path.stem}-colorized{suffix}'
+def result_name(name):
+  """'photo.gif' -> 'photo-colorized.png': the extension, and so the format, that
+  infer.py gives the result of a file of this name."""
+  return f'{pathlib.PurePath(name).stem}-colorized{batch.output_suffix(name)}'
 
 
 def attachment(name):
@@ -182,16 +200,17 @@ def lab_payload(meta, l_HxW, ab_HxWx2):
 
 
 def create_app(predictor, max_upload_bytes=DEFAULT_MAX_UPLOAD_MB * 2**20,
-               max_pixels=images.MAX_PIXELS):
-  """The Starlette app that serves the page and its API around `predictor`."""
-  model = Colorizer(predictor, max_pixels)
+               max_pixels=images.MAX_PIXELS, max_queue=DEFAULT_MAX_QUEUE, allowed_hosts=('*',)):
+  """The Starlette app that serves the page and its API around `predictor`;
+  `allowed_hosts` as TrustedHostMiddleware takes them ('*': any)."""
+  model = Colorizer(predictor, max_pixels, max_queue)
 
   async def page(request):
     return FileResponse(STATIC / 'index.html', headers=PAGE_HEADERS)
 
   async def info(request):
     return JSONResponse({'max_upload_bytes': max_upload_bytes, 'max_pixels': max_pixels,
-                         'max_strength': color.MAX_STRENGTH, 'top_k': TOP_K,
+                         'max_queue': max_queue, 'max_strength': color.MAX_STRENGTH, 'top_k': TOP_K,
                          'names_scenes': bool(predictor.class_names)})
 
   async def colorize(request):
@@ -199,26 +218,29 @@ def create_app(predictor, max_upload_bytes=DEFAULT_MAX_UPLOAD_MB * 2**20,
     strength = parse_strength(fields)
     side_by_side = fields.get('side_by_side', '').lower() in ('1', 'true', 'on', 'yes')
 
+    download_name = result_name(image.name)
+    file_format = images.output_format(download_name)
+
     def job():
       loaded, prediction, seconds = model.predict(image, style)
       rgb = batch.result_rgb(loaded.l, prediction, strength, side_by_side)
-      return images.encode_rgb(rgb, loaded.format), images.writable_format(loaded.format), seconds
+      return images.encode_rgb(rgb, file_format), seconds
 
-    data, file_format, seconds = await model.run(image.name, job)
+    data, seconds = await model.run(image.name, job)
     return Response(data, media_type=Image.MIME[file_format], headers={
-        'Content-Disposition': attachment(result_name(image.name, file_format)),
+        'Content-Disposition': attachment(download_name),
         'Server-Timing': f'model;dur={seconds * 1000:.0f}'})
 
   async def lab(request):
     image, style, _ = await read_form(request)
+    download_name = result_name(image.name)
 
     def job():
       loaded, prediction, seconds = model.predict(image, style)
-      file_format = images.writable_format(loaded.format)
       notes = loaded.notes + (['a colour photo: colorized from its lightness only']
                               if loaded.had_colour else [])
       meta = {'name': image.name, 'width': loaded.l.shape[1], 'height': loaded.l.shape[0],
-              'format': file_format, 'download_name': result_name(image.name, file_format),
+              'format': images.output_format(download_name), 'download_name': download_name,
               'labels': [{'name': name, 'probability': p}
                          for name, p in predictor.top_k(prediction.probabilities, TOP_K)],
               'notes': notes, 'style': style and style.name, 'seconds': seconds}
@@ -230,7 +252,7 @@ def create_app(predictor, max_upload_bytes=DEFAULT_MAX_UPLOAD_MB * 2**20,
     return JSONResponse({'error': exc.detail}, exc.status_code, headers=exc.headers)
 
   async def crash(request, exc):
-    return JSONResponse({'error': f'internal error ({type(exc).__name__})'}, 500)
+    return JSONResponse({'error': 'internal error; the server log says why'}, 500)
 
   @contextlib.asynccontextmanager
   async def lifespan(app):
@@ -239,8 +261,9 @@ def create_app(predictor, max_upload_bytes=DEFAULT_MAX_UPLOAD_MB * 2**20,
 
   return Starlette(
       routes=[Route('/', page), Route('/api/info', info),
-              Route('/api/colorize', colorize, methods=['POST']),
-              Route('/api/lab', lab, methods=['POST']),
+              Route('/api/colorize', model.queued(colorize), methods=['POST']),
+              Route('/api/lab', model.queued(lab), methods=['POST']),
               Mount('/static', StaticFiles(directory=STATIC))],
-      middleware=[Middleware(UploadLimit, max_bytes=max_upload_bytes)],
+      middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)),
+                  Middleware(UploadLimit, max_bytes=max_upload_bytes)],
       exception_handlers={HTTPException: error, Exception: crash}, lifespan=lifespan)
