@@ -21,8 +21,8 @@ BatchNorm folded into the layers (`jaxcolor.folding`):
 `onnx` and `onnxruntime` are needed only here (requirements-export.txt).
 """
 import argparse
+import contextlib
 import json
-import os
 import pathlib
 import sys
 
@@ -33,6 +33,7 @@ import numpy as np
 
 import jaxcolor
 from jaxcolor import checkpoint
+from jaxcolor import files
 from jaxcolor import folding
 from jaxcolor import inference
 
@@ -128,7 +129,7 @@ def export(checkpoint_path, file_format, output, overwrite=False):
     raise ExportError(f'{paths[0]}: cannot write (no folder {paths[0].parent})')
   for path in paths if not overwrite else []:
     if path.exists():
-      raise ExportError(f'{path}: already exists; not replacing it (use --overwrite)')
+      raise ExportError(files.already_exists(path))
   if file_format == 'onnx':
     _require('onnx')  # before loading the checkpoint
   variables, model_config, class_names = checkpoint.load(checkpoint_path)
@@ -139,26 +140,16 @@ def export(checkpoint_path, file_format, output, overwrite=False):
                 json.dumps(metadata, indent=2).encode() + b'\n']
   else:
     contents = [to_onnx(folded, model_config, metadata)]
-  for path, data in zip(paths, contents):
-    _write(path, data, overwrite)
+  _write_all(paths, contents, overwrite)
   return paths
 
 
-def _write(path, data, overwrite):
-  """Writes bytes in one step; replaces a file only with `overwrite`."""
-  partial = path.with_name(f'.{path.name}.partial')
-  try:
-    partial.write_bytes(data)
-    if overwrite:
-      os.replace(partial, path)
-    else:
-      os.link(partial, path)  # fails if the file exists, even one that appeared meanwhile
-  except FileExistsError:
-    raise ExportError(f'{path}: already exists; not replacing it (use --overwrite)') from None
-  except OSError as e:
-    raise ExportError(f'{path}: cannot write ({e.strerror or e})') from None
-  finally:
-    partial.unlink(missing_ok=True)
+def _write_all(paths, contents, overwrite):
+  """Writes every file before placing any (files.writing), so a failure (a full
+  disk) leaves none of them; replaces files only with `overwrite`."""
+  with contextlib.ExitStack() as stack:
+    for path, data in zip(paths, contents):
+      stack.enter_context(files.writing(path, overwrite, ExportError)).write_bytes(data)
 
 
 def load_stablehlo(path):

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from jaxcolor import color
+from jaxcolor import files
 
 # Refuse images above this many pixels before decoding them (the header is
 # enough), so a forged 100000 x 100000 header cannot exhaust memory.
@@ -92,11 +93,11 @@ def find_images(folder, extensions=READABLE, skip=None):
   infer.py, evaluate.py and training all search folders this way."""
   seen = {os.path.realpath(skip)} if skip else set()  # a link back up is not walked again
   found = []
-  for root, dirs, files in os.walk(folder, followlinks=True):
+  for root, dirs, names in os.walk(folder, followlinks=True):
     seen.add(os.path.realpath(root))
     dirs[:] = sorted(d for d in dirs if not d.startswith('.') and
                      os.path.realpath(os.path.join(root, d)) not in seen)
-    found.extend(pathlib.Path(root, name) for name in sorted(files)
+    found.extend(pathlib.Path(root, name) for name in sorted(names)
                  if not name.startswith('.') and pathlib.Path(name).suffix.lower() in extensions)
   return found
 
@@ -158,22 +159,10 @@ def encode_rgb(rgb, file_format):
 
 
 def save_rgb(rgb, path, overwrite=False):
-  """Writes H x W x 3 sRGB in [0, 1]; never replaces a file unless `overwrite`.
-
-  Without `overwrite` the file is created exclusively, so an existing file
-  (even one that appears meanwhile) is never replaced. With it, the new image
-  is written beside and renamed over, so a failure leaves the old one intact.
-  """
+  """Writes H x W x 3 sRGB in [0, 1] whole or not at all (files.writing); never
+  replaces a file unless `overwrite`."""
   path = pathlib.Path(path)
-  # Encode first, so a failure to encode never leaves a half-written file.
+  # Encoded first: a photo that cannot be encoded creates no file at all.
   encoded = encode_rgb(rgb, output_format(path))
-  target = path.with_name(f'.{path.name}.partial') if overwrite else path
-  try:
-    with open(target, 'wb' if overwrite else 'xb') as f:
-      f.write(encoded)
-    if overwrite:
-      os.replace(target, path)
-  except FileExistsError:
-    raise ImageError(f'{path}: already exists; not replacing it (use --overwrite)') from None
-  except OSError as e:
-    raise ImageError(f'{path}: cannot write ({e.strerror or e})') from None
+  with files.writing(path, overwrite, ImageError) as partial:
+    partial.write_bytes(encoded)

@@ -27,6 +27,7 @@ from jaxcolor import checkpoint
 from jaxcolor import config_checks
 from jaxcolor import input_pipeline
 from jaxcolor import plots
+from jaxcolor import progress
 from jaxcolor import rarity
 from jaxcolor import train_step as step_lib
 
@@ -56,13 +57,6 @@ def _model_config(config, info):
   return model_config
 
 
-def _hours_minutes_seconds(seconds):
-  """'27:03:09' for 97,389 s: hours keep counting past a day."""
-  minutes, seconds = divmod(int(seconds), 60)
-  hours, minutes = divmod(minutes, 60)
-  return f'{hours}:{minutes:02d}:{seconds:02d}'
-
-
 class Logger:
   """Metrics to JSON lines (process 0 only) and a readable progress line."""
 
@@ -90,7 +84,7 @@ class Logger:
       rate = (step - self.last_step) * self.batch_size / (now - self.last_time)
       eta = (self.total_steps - step) * self.batch_size / rate
       metrics = {**metrics, 'images_per_s': rate}
-      timing = f'{rate:6.1f} img/s  eta {_hours_minutes_seconds(eta)}'
+      timing = f'{rate:6.1f} img/s  eta {progress.hours_minutes_seconds(eta)}'
     else:
       timing = ''
     self.last_time, self.last_step = now, step

@@ -51,7 +51,7 @@ MAX_BATCH = 8
 class State(NamedTuple):
   """What one batch hands the next (Hp, Wp: the frame padded to multiples of 8)."""
   thumbnail: jax.Array   # T x T standardised lightness thumbnail of the last frame
-  global_256: jax.Array  # D: the current shot's smoothed global features
+  global_256: jax.Array  # D: the current shot's smoothed global features, float32
   count: jax.Array       # frames of the current shot so far; 0 before the first frame
   l_half: jax.Array      # Hp/2 x Wp/2 blurred L* of the last frame
   ab_half: jax.Array     # Hp/2 x Wp/2 x 2 last output chrominance, network scale [0, 1]
@@ -150,7 +150,7 @@ class VideoColorizer:
         jnp.zeros((1, self.global_size, self.global_size, 1)))[1]
     half = (padded.shape[0] // 2, padded.shape[1] // 2)
     return State(thumbnail=jnp.zeros((THUMBNAIL, THUMBNAIL)),
-                 global_256=jnp.zeros(features.shape[1:], features.dtype),
+                 global_256=jnp.zeros(features.shape[1:], jnp.float32),
                  count=jnp.zeros(()), l_half=jnp.zeros(half),
                  ab_half=jnp.full((*half, 2), 0.5, jnp.float32))
 
@@ -162,7 +162,9 @@ class VideoColorizer:
     to_global = functools.partial(inference.resize_to_square, size=self.global_size)
     _, global_256 = self.model.apply(variables, jax.vmap(to_global)(l_BxHxWx1),
                                      method='global_features')
-    shared, global_last, count = smooth_over_shots(global_256, cuts, state, stability)
+    # A running mean in the compute dtype (bfloat16) would lose small steps.
+    shared, global_last, count = smooth_over_shots(global_256.astype(jnp.float32), cuts, state,
+                                                   stability)
     local = jax.vmap(inference.pad_to_stride)(l_BxHxWx1)
     ab_half = self.model.apply(variables, local, shared, method='local_path')
     ab_half, ab_last, l_last = filter_still(ab_half.astype(jnp.float32),

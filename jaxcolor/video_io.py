@@ -10,18 +10,21 @@ pixel aspect ratio and audio (copied when the container plays it, AAC
 otherwise). Video is H.264 (libx264, CRF 18, BT.709 4:2:0, which every common
 player opens; 4:4:4 for odd sizes, which 4:2:0 cannot hold). Frames stream
 through in batches: memory does not grow with the video's length. The output is
-written as NAME.partial.EXT and renamed when complete; a failure removes it.
+written to a hidden partial file beside it and moved into place when complete
+(files.writing); a failure removes it. A file whose frames stop decoding early
+(cut off, damaged) gives the frames before that, with a warning.
 """
 import collections
 import itertools
 import os
 import pathlib
 import sys
-import time
 
 import numpy as np
 
+from jaxcolor import files
 from jaxcolor import images
+from jaxcolor import progress
 
 INSTALL = 'pip install -r requirements-video.txt'
 OUTPUT_SUFFIXES = ('.mp4', '.m4v', '.mov', '.mkv')
@@ -60,11 +63,10 @@ def check_paths(source, target, overwrite):
   if target.suffix.lower() not in OUTPUT_SUFFIXES:
     raise VideoError(f'{target}: cannot write a video with this extension; use one of '
                      f'{", ".join(OUTPUT_SUFFIXES)}')
-  for written in (target, partial_name(target)):  # the output is first written as partial
-    if written.exists() and written.resolve() == source.resolve():
-      raise VideoError(f'{target}: is the input or would be written over it; not writing')
+  if target.exists() and target.resolve() == source.resolve():
+    raise VideoError(f'{target}: is the input or would be written over it; not writing')
   if target.exists() and not overwrite:
-    raise VideoError(f'{target}: already exists; not replacing it (use --overwrite)')
+    raise VideoError(files.already_exists(target))
 
 
 def plan_output(source, output=None, default_folder='colorized'):
@@ -76,10 +78,6 @@ def plan_output(source, output=None, default_folder='colorized'):
   if os.path.isdir(output) or str(output).endswith(('/', os.sep)):
     return pathlib.Path(output, name)
   return pathlib.Path(output)
-
-
-def partial_name(target):
-  return target.with_name(f'{target.stem}.partial{target.suffix}')
 
 
 def _open_input(av, path, max_pixels):
@@ -104,16 +102,17 @@ def _open_input(av, path, max_pixels):
   return container, video, list(container.streams.audio)
 
 
-def _decoded(av, path, container, video, on_audio):
+def _decoded(av, path, container, video, on_audio, shortfall):
   """The input's video frames (av.VideoFrame) in display order; audio packets
-  go to `on_audio` as they are read."""
+  (and end-of-stream markers) go to `on_audio` as they are read. Frames that
+  stop decoding early (a cut-off or damaged file) end the video there, with a
+  message in the list `shortfall`; none at all raise VideoError."""
   streams = [video, *container.streams.audio]
   count, first_time, last_time = 0, None, None
   try:
     for packet in container.demux(streams):
       if packet.stream.type == 'audio':
-        if packet.dts is not None:  # not an end-of-stream marker
-          on_audio(packet)
+        on_audio(packet)
         continue
       for frame in packet.decode():
         count += 1
@@ -121,28 +120,34 @@ def _decoded(av, path, container, video, on_audio):
         last_time = frame.time
         yield frame
   except av.error.FFmpegError as e:
-    raise VideoError(f'{path}: damaged data after video frame {count} '
-                     f'(FFmpeg: {e.strerror or e})') from None
+    message = f'{path}: damaged data after video frame {count} (FFmpeg: {e.strerror or e})'
+    if count == 0:
+      raise VideoError(message) from None
+    shortfall.append(message)
+    return
   if count == 0:
     raise VideoError(f'{path}: has no video frames')
-  _check_complete(path, video, count, first_time, last_time)
+  missing = _missing(path, video, count, first_time, last_time)
+  if missing:
+    shortfall.append(missing)
 
 
-def _check_complete(path, video, count, first_time, last_time):
-  """Raises VideoError when fewer frames were decoded than the container lists
-  (their count, or else their duration): decoders stop quietly at a cut-off end."""
+def _missing(path, video, count, first_time, last_time):
+  """A message when fewer frames were decoded than the container lists (their
+  count, or else their duration), else None: decoders stop quietly at a cut-off end."""
   if video.frames:
     if count < video.frames - MISSING_FRAMES:
-      raise VideoError(f'{path}: truncated or damaged: only {count} of the {video.frames} '
-                       'frames its index lists could be decoded')
-    return
+      return (f'{path}: truncated or damaged: only {count} of the {video.frames} frames its '
+              'index lists could be decoded')
+    return None
   listed, rate = _listed_seconds(video), video.average_rate or video.guessed_rate
   if first_time is None or last_time is None or not listed or not rate:
-    return
+    return None
   decoded = last_time - first_time + 1 / rate
   if decoded < listed - (MISSING_FRAMES + 0.5) / rate:
-    raise VideoError(f'{path}: truncated or damaged: its frames end after {decoded:.2f} s of the '
-                     f'{listed:.2f} s it lists')
+    return (f'{path}: truncated or damaged: its {count} frames end after {decoded:.2f} s of '
+            f'the {listed:.2f} s it lists')
+  return None
 
 
 def _listed_seconds(video):
@@ -200,14 +205,15 @@ class _Writer:
                                      layout=layout), False
 
   def audio_packet(self, packet):
-    """Muxes (copies or re-encodes) one input audio packet."""
+    """Muxes (copies or re-encodes) one input audio packet; an end-of-stream
+    marker (no dts) flushes the decoder of a re-encoded stream."""
     stream, copy = self.audio[packet.stream.index]
     if copy:
-      packet.stream = stream
-      self.container.mux(packet)
+      if packet.dts is not None:
+        packet.stream = stream
+        self.container.mux(packet)
       return
-    for frame in packet.decode():
-      frame.pts = None  # the encoder counts samples itself
+    for frame in packet.decode():  # its time goes with it: sound that starts late stays late
       self.container.mux(stream.encode(frame))
 
   def video_frame(self, rgb, pts, time_base):
@@ -219,53 +225,22 @@ class _Writer:
     frame.pts, frame.time_base = pts, time_base
     self.container.mux(self.video.encode(frame))
 
-  def close(self):
-    """Flushes the encoders and writes the index."""
+  def __enter__(self):
+    return self
+
+  def __exit__(self, error, *_):
+    """Flushes the encoders and writes the index; after an error only closes the file."""
+    if error is not None:
+      try:
+        self.container.close()
+      except Exception:  # pylint: disable=broad-except
+        pass  # the file is removed anyway; the first error is the one to report
+      return
     self.container.mux(self.video.encode())
     for stream, copy in self.audio.values():
       if not copy:
         self.container.mux(stream.encode())
     self.container.close()
-
-
-class Progress:
-  """A progress line (frames, frames/s, ETA) on a terminal; a line every
-  `every` seconds elsewhere (a log file)."""
-
-  def __init__(self, name, total, stream=None, every=30.0):
-    self.name, self.total, self.stream = name, total, stream or sys.stderr
-    self.tty = self.stream.isatty()
-    self.every = 0.5 if self.tty else every
-    self.start = self.last = None
-
-  def update(self, done):
-    now = time.perf_counter()
-    if self.start is None:  # the first frame: compiling is over, timing starts
-      self.start = self.last = now
-      return
-    if now - self.last < self.every:
-      return
-    self.last = now
-    self.stream.write(('\r' if self.tty else '') + self.line(done, now) +
-                      ('' if self.tty else '\n'))
-    self.stream.flush()
-
-  def rate(self, done, now=None):
-    elapsed = (now or time.perf_counter()) - self.start if self.start else 0.0
-    return (done - 1) / elapsed if elapsed > 0 else 0.0
-
-  def line(self, done, now):
-    rate = self.rate(done, now)
-    text = f'{self.name}: {done}' + (f'/{self.total}' if self.total else '') + ' frames'
-    text += f', {rate:.1f} frames/s'
-    if self.total and rate > 0:
-      left = max(self.total - done, 0) / rate
-      text += f', ETA {int(left // 3600)}:{int(left % 3600 // 60):02d}:{int(left % 60):02d}'
-    return text.ljust(72)
-
-  def clear(self):
-    if self.tty and self.start is not None:
-      self.stream.write('\r' + ' ' * 72 + '\r')
 
 
 def _estimated_frames(container, video):
@@ -285,38 +260,38 @@ def colorize_file(colorizer, source, target, stability, strength=1.0, overwrite=
 
   Returns a summary {frames, shots, frames_per_second (after the first)}. Raises
   VideoError (one line naming the file) for anything wrong with either file;
-  `target` then does not exist, nor its partial file.
+  `target` then does not exist, nor any partial file. A video whose frames stop
+  decoding early gives the frames before that, and a warning on `messages`.
   """
   messages = messages or sys.stderr
   av = import_av()
   source, target = pathlib.Path(source), pathlib.Path(target)
   check_paths(source, target, overwrite)
   container, video, audio = _open_input(av, source, max_pixels)
-  partial, writer = partial_name(target), None
+  pending_audio, writer, shortfall = [], None, []  # audio read before there is a writer
+
+  def on_audio(packet):
+    (writer.audio_packet if writer else pending_audio.append)(packet)
+
   try:
     with container:
-      pending_audio = []  # audio read before the first frame, when there is no writer yet
-
-      def on_audio(packet):
-        (writer.audio_packet if writer else pending_audio.append)(packet)
-
-      frames = _decoded(av, source, container, video, on_audio)
+      frames = _decoded(av, source, container, video, on_audio, shortfall)
       first = next(frames)  # none at all raises VideoError
       turns = _quarter_turns(first)
       _say_first(source, first, video, messages)
       target.parent.mkdir(parents=True, exist_ok=True)
-      writer = _Writer(av, partial, first, video, audio)
-      for packet in pending_audio:
-        writer.audio_packet(packet)
-      summary = _run(colorizer, first, frames, writer, turns, (stability, strength),
-                     Progress(source.name, _estimated_frames(container, video), messages))
-      writer.close()
-    _finish(partial, target, overwrite)
-  except BaseException as e:
-    _discard(writer, partial)
-    if isinstance(e, (av.error.FFmpegError, OSError)):
-      raise VideoError(f'{target}: cannot write ({getattr(e, "strerror", None) or e})') from None
-    raise
+      with (files.writing(target, overwrite, VideoError) as partial,
+            _Writer(av, partial, first, video, audio) as writer):
+        for packet in pending_audio:
+          writer.audio_packet(packet)
+        summary = _run(colorizer, first, frames, writer, turns, (stability, strength),
+                       progress.Progress(source.name, _estimated_frames(container, video),
+                                         messages))
+  except (av.error.FFmpegError, OSError) as e:
+    raise VideoError(f'{target}: cannot write ({getattr(e, "strerror", None) or e})') from None
+  for problem in shortfall:
+    print(f'warning: {problem}; {target} has the {summary["frames"]} frames decoded',
+          file=messages)
   return summary
 
 
@@ -334,7 +309,7 @@ def _say_first(source, first, video, messages):
     print(f'note: {source}: only the first video stream and the audio are kept', file=messages)
 
 
-def _run(colorizer, first, frames, writer, turns, settings, progress):
+def _run(colorizer, first, frames, writer, turns, settings, meter):
   """Streams every frame through the colorizer into the writer."""
   times = collections.deque()  # (pts, time base) of frames read but not yet written
   width, height = first.width, first.height
@@ -353,37 +328,6 @@ def _run(colorizer, first, frames, writer, turns, settings, progress):
       pts = 0 if last_pts is None else last_pts + 1  # missing or repeated timestamps
     writer.video_frame(np.rot90(rgb, -turns), pts, time_base)
     done, shots, last_pts = done + 1, shots + starts_shot, pts
-    progress.update(done)
-  progress.clear()
-  return {'frames': done, 'shots': shots, 'frames_per_second': progress.rate(done)}
-
-
-def _finish(partial, target, overwrite):
-  """Renames the complete output into place; without `overwrite` never over a
-  file (even one that appeared meanwhile)."""
-  if overwrite:
-    os.replace(partial, target)
-    return
-  try:
-    os.link(partial, target)
-  except FileExistsError:
-    partial.unlink()
-    raise VideoError(f'{target}: already exists; not replacing it (use --overwrite)') from None
-  except OSError:  # a file system without hard links
-    if target.exists():
-      partial.unlink()
-      raise VideoError(f'{target}: already exists; not replacing it (use --overwrite)') from None
-    os.rename(partial, target)
-    return
-  partial.unlink()
-
-
-def _discard(writer, partial):
-  """Removes the half-written output, if it was begun."""
-  if writer is None:
-    return
-  try:
-    writer.container.close()
-  except Exception:  # pylint: disable=broad-except
-    pass  # the file goes anyway
-  partial.unlink(missing_ok=True)
+    meter.update(done)
+  meter.clear()
+  return {'frames': done, 'shots': shots, 'frames_per_second': meter.rate(done)}

@@ -1,4 +1,5 @@
 """Exported StableHLO and ONNX files compute what Predictor computes, without jaxcolor."""
+import errno
 import importlib.util
 import json
 import os
@@ -164,9 +165,12 @@ def test_readme_example_runs_without_jaxcolor(file_format, exported, predictors,
   Image.fromarray(photo('coffee')[:height, :width]).save(folder / 'photo.jpg', quality=95)
   script = readme_examples()[file_format] + (
       "\nimport sys\nassert not {'jaxcolor', 'flax'} & set(sys.modules), sys.modules.keys()\n")
+  # Nothing of the checkout on sys.path (no PYTHONPATH; the script's folder is
+  # `folder`, and PYTHONSAFEPATH leaves it out too), but site-packages, the
+  # user's included (pip install --user), as for someone who has the file alone.
   env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'XLA_FLAGS')}
-  subprocess.run([sys.executable, '-I', '-c', script], cwd=folder, env=env, check=True,
-                 timeout=300)
+  subprocess.run([sys.executable, '-c', script], cwd=folder, env={**env, 'PYTHONSAFEPATH': '1'},
+                 check=True, timeout=300)
   written = np.asarray(Image.open(folder / 'photo_color.png'), np.int16)
   reference = predictors['bundled'](images.load_luminance(folder / 'photo.jpg').l)
   assert written.shape == (height, width, 3)
@@ -188,6 +192,28 @@ def test_command_writes_verifies_and_keeps_existing_files(tiny_checkpoint, tmp_p
   assert again.returncode == 1
   assert f'{output}: already exists' in again.stderr and '--overwrite' in again.stderr
   assert output.read_bytes() == written
+
+
+def test_a_failed_export_places_no_file(tiny_checkpoint, tmp_path):
+  """The description cannot be placed (a folder has its name): the model file
+  before it is kept as it was, and no partial file is left."""
+  output = tmp_path / 'tiny.stablehlo'
+  output.write_bytes(b'an older export')
+  (tmp_path / 'tiny.stablehlo.json').mkdir()
+  with pytest.raises(export.ExportError, match=r'tiny.stablehlo.json: cannot write'):
+    export.export(tiny_checkpoint, 'stablehlo', output, overwrite=True)
+  assert output.read_bytes() == b'an older export'
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['tiny.stablehlo', 'tiny.stablehlo.json']
+
+
+@needs_onnx
+def test_export_without_hard_links(tiny_checkpoint, tmp_path, monkeypatch):
+  def no_links(*_):  # as exFAT, FAT and some network shares answer
+    raise OSError(errno.EPERM, 'Operation not permitted')
+  monkeypatch.setattr(os, 'link', no_links)
+  output = tmp_path / 'tiny.onnx'
+  export.export(tiny_checkpoint, 'onnx', output)
+  assert output.stat().st_size > 1000 and [p.name for p in tmp_path.iterdir()] == ['tiny.onnx']
 
 
 def test_help_names_the_formats():

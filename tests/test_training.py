@@ -128,7 +128,3 @@ def test_crops_larger_than_the_global_input_with_rarity_weights(train_config, tm
   with pytest.raises(config_checks.ConfigError, match='rarity_weights.npz was made with'):
     _run(train_config, tmp_path, 3)
 
-
-def test_the_progress_line_counts_hours_past_a_day():
-  assert trainer._hours_minutes_seconds(97_389) == '27:03:09'  # not '03:03:09'
-  assert trainer._hours_minutes_seconds(59.9) == '0:00:59'

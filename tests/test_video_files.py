@@ -1,13 +1,16 @@
 """infer.py --video on real video files (H.264 in MP4 and Matroska, AAC and PCM
 audio) written by the test: what is kept, and what bad input gives."""
+import fractions
 import hashlib
-import io
 import pathlib
+import re
 import sys
 
-import av
 import numpy as np
 import pytest
+
+av = pytest.importorskip('av', reason='PyAV is not installed: pip install -r '
+                                      'requirements-video.txt')
 
 from conftest import photo
 import infer
@@ -119,49 +122,90 @@ def test_pcm_sound_becomes_aac_in_mp4(clip, tiny_checkpoint, tmp_path):
   assert (codec, rate) == ('aac', 8000) and seconds == pytest.approx(0.4, abs=0.3)
 
 
-def damaged_files(film, folder):
-  """{file: what its error line must say}: every kind of bad input."""
+def test_re_encoded_sound_keeps_its_start_and_end(clip, tiny_checkpoint, tmp_path):
+  """Windows Media sound (re-encoded to AAC) that starts 0.5 s into the film
+  starts there in the output too, and its decoder's last samples (held until
+  the end of the stream) are kept."""
+  source, out = tmp_path / 'late sound.wmv', tmp_path / 'late sound.mp4'
+  rate, start, seconds = 44100, 0.5, 0.7
+  with av.open(str(source), 'w') as container:
+    stream = container.add_stream('wmv2', rate=25)
+    stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, 'yuv420p'
+    sound = container.add_stream('wmav2', rate=rate, layout='mono')
+    sound.bit_rate = 64000
+    for i, rgb in enumerate(clip.grey):  # 1.2 s
+      frame = av.VideoFrame.from_ndarray(rgb, format='rgb24')
+      frame.pts = i
+      container.mux(stream.encode(frame))
+    container.mux(stream.encode())
+    size = sound.codec_context.frame_size  # known once the encoders are open
+    tone = np.sin(np.arange(int(seconds * rate)) * 2 * np.pi * 440 / rate).astype(np.float32)
+    for first in range(0, len(tone), size):
+      samples = av.AudioFrame.from_ndarray(0.2 * tone[None, first:first + size], format='fltp',
+                                           layout='mono')
+      samples.sample_rate, samples.pts = rate, int(start * rate) + first
+      samples.time_base = fractions.Fraction(1, rate)
+      container.mux(sound.encode(samples))
+    container.mux(sound.encode())
+  assert colorize('--video', source, '--output', out, '--checkpoint', tiny_checkpoint) == 0
+  sound_in, sound_out = decoded_sound(source), decoded_sound(out)
+  assert sound_out['codec'] == 'aac'
+  # Within AAC's first frame (encoder delay; 1024 samples) and the input's millisecond times.
+  assert sound_out['start'] == pytest.approx(sound_in['start'], abs=1024 / rate + 0.002)
+  assert sound_out['samples'] >= sound_in['samples']  # AAC adds some: its start and last frame
+
+
+def decoded_sound(path):
+  """The first audio stream's codec, first decoded time (s) and sample count."""
+  with av.open(str(path)) as container:
+    stream = container.streams.audio[0]
+    frames = list(container.decode(stream))
+    return {'codec': stream.codec_context.name, 'start': float(frames[0].time),
+            'samples': sum(frame.samples for frame in frames)}
+
+
+def unreadable(film, clip, folder):
+  """{file: what its error line must say}: files with no frame to colorize."""
   data = film.read_bytes()
-  files = {'truncated.mp4': (data[:len(data) // 2], 'not a video FFmpeg can read'),
+  files = {'truncated.mp4': (data[:len(data) // 2], 'not a video FFmpeg can read'),  # no index
            'text.mp4': (b'this is a text file', 'not a video FFmpeg can read'),
            'random.avi': (np.random.default_rng(0).bytes(4000), 'not a video FFmpeg can read'),
            'empty.mp4': (b'', 'empty file (0 bytes)')}
   for name, (content, _) in files.items():
     (folder / name).write_bytes(content)
-  corrupt = bytearray(data)
-  corrupt[len(data) // 3:len(data) // 3 + 3000] = bytes(3000)
-  (folder / 'corrupt.mp4').write_bytes(bytes(corrupt))
-  files['corrupt.mp4'] = (None, 'damaged data after video frame')
-  return {folder / name: message for name, (_, message) in files.items()}
-
-
-def cut_short(clip, folder):
-  """Files that decoders read to a quiet early end, or that hold no frames."""
-  fast = folder / 'faststart.mp4'  # index first, so the frames it lists are known
-  video_clips.write_video(fast, clip.grey, faststart=True)
-  (folder / 'cut_short.mp4').write_bytes(fast.read_bytes()[:fast.stat().st_size // 3])
-  video_clips.write_video(folder / 'whole.mkv', clip.grey)
-  whole = (folder / 'whole.mkv').read_bytes()
-  (folder / 'cut_short.mkv').write_bytes(whole[:len(whole) * 2 // 3])
   with av.open(str(folder / 'no_frames.mkv'), 'w') as container:  # a video stream, no frames
     stream = container.add_stream('libx264', rate=25)
     stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, 'yuv420p'
     video_clips.write_tone(container, container.add_stream('aac', rate=8000), 0.2)
   with av.open(str(folder / 'sound.m4a'), 'w') as container:
     video_clips.write_tone(container, container.add_stream('aac', rate=8000), 0.2)
-  return {folder / 'cut_short.mp4': 'truncated or damaged: only',
-          folder / 'cut_short.mkv': 'truncated or damaged: its frames end after',
+  return {**{folder / name: message for name, (_, message) in files.items()},
           folder / 'no_frames.mkv': 'has no video frames',
           folder / 'sound.m4a': 'has no video stream',
           folder / 'missing.mp4': 'no such file'}
 
 
-def test_bad_videos_give_one_line_errors_and_no_output(film, clip, tiny_checkpoint,
-                                                         tmp_path, capsys):
+def cut_short(film, clip, folder):
+  """{file: what its warning must say}: files whose frames stop decoding early."""
+  corrupt = bytearray(film.read_bytes())
+  corrupt[len(corrupt) // 3:len(corrupt) // 3 + 3000] = bytes(3000)
+  (folder / 'corrupt.mp4').write_bytes(bytes(corrupt))
+  fast = folder / 'faststart.mp4'  # index first, so the frames it lists are known
+  video_clips.write_video(fast, clip.grey, faststart=True)
+  (folder / 'cut_short.mp4').write_bytes(fast.read_bytes()[:fast.stat().st_size // 3])
+  video_clips.write_video(folder / 'whole.mkv', clip.grey)
+  whole = (folder / 'whole.mkv').read_bytes()
+  (folder / 'cut_short.mkv').write_bytes(whole[:len(whole) * 2 // 3])
+  return {folder / 'corrupt.mp4': 'damaged data after video frame (\\d+)',
+          folder / 'cut_short.mp4': f'truncated or damaged: only (\\d+) of the {FRAMES} frames',
+          folder / 'cut_short.mkv': 'truncated or damaged: its (\\d+) frames end after'}
+
+
+def test_videos_without_frames_give_one_line_errors_and_no_output(film, clip, tiny_checkpoint,
+                                                                  tmp_path, capsys):
   folder = tmp_path / 'bad'
   folder.mkdir()
-  expected = {**damaged_files(film, folder), **cut_short(clip, folder)}
-  for source, message in expected.items():
+  for source, message in unreadable(film, clip, folder).items():
     before = source.exists() and digest(source)
     out = tmp_path / 'out' / f'{source.name}.mp4'
     assert colorize('--video', source, '--output', out, '--checkpoint', tiny_checkpoint) == 1
@@ -169,12 +213,31 @@ def test_bad_videos_give_one_line_errors_and_no_output(film, clip, tiny_checkpoi
     assert len(errors) == 1 and errors[0].startswith(f'error: {source}: '), errors
     assert message in errors[0], errors
     assert (source.exists() and digest(source)) == before
-    assert not out.exists() and not video_io.partial_name(out).exists()
+    assert not out.parent.exists() or not list(out.parent.iterdir())  # no output, no partial
+
+
+def test_videos_cut_short_keep_the_frames_decoded_with_a_warning(film, clip, tiny_checkpoint,
+                                                                 tmp_path, capsys):
+  folder = tmp_path / 'short'
+  folder.mkdir()
+  for source, message in cut_short(film, clip, folder).items():
+    out = tmp_path / 'out' / f'{source.name}.mp4'
+    assert colorize('--video', source, '--output', out, '--checkpoint', tiny_checkpoint) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if 'warning' in line]
+    kept = len(probe(out)['times'])
+    assert 0 < kept < FRAMES
+    assert len(warnings) == 1 and re.match(
+        f'warning: {re.escape(str(source))}: {message}.*; {re.escape(str(out))} has the '
+        f'{kept} frames decoded$', warnings[0]), warnings
+    assert re.search(message, warnings[0]).group(1) == str(kept)
+  assert sorted(p.name for p in (tmp_path / 'out').iterdir()) == [
+      f'{name}.mp4' for name in ('corrupt.mp4', 'cut_short.mkv', 'cut_short.mp4')]
 
 
 def test_an_existing_output_is_kept_unless_overwrite(film, tiny_checkpoint, tmp_path, capsys):
   out = tmp_path / 'colour.mp4'
   out.write_bytes(b'precious')
+  (tmp_path / 'colour.partial.mp4').write_bytes(b'mine too')  # a name partial files once had
   assert colorize('--video', film, '--output', out, '--checkpoint', tiny_checkpoint) == 1
   assert capsys.readouterr().err.strip() == (
       f'error: {out}: already exists; not replacing it (use --overwrite)')
@@ -186,6 +249,9 @@ def test_an_existing_output_is_kept_unless_overwrite(film, tiny_checkpoint, tmp_
   assert colorize('--video', film, '--output', out, '--checkpoint', tiny_checkpoint,
                   '--overwrite', '--stability', '0') == 0
   assert len(probe(out)['times']) == FRAMES
+  assert (tmp_path / 'colour.partial.mp4').read_bytes() == b'mine too'
+  assert sorted(p.name for p in tmp_path.iterdir()) == ['broken.mp4', 'colour.mp4',
+                                                         'colour.partial.mp4']
 
 
 def test_frames_over_the_pixel_limit_are_refused(film, tiny_checkpoint, tmp_path, capsys):
@@ -229,17 +295,3 @@ def test_default_output_and_options_that_are_for_images(film, tmp_path, monkeypa
   errors = capsys.readouterr().err
   assert 'apply to images only' in errors and '--stability must be between 0 and 1' in errors
 
-
-class Terminal(io.StringIO):
-  def isatty(self):
-    return True
-
-
-def test_progress_line_says_frames_per_second_and_time_left(monkeypatch):
-  clock = iter([100.0, 102.0])
-  monkeypatch.setattr(video_io.time, 'perf_counter', lambda: next(clock))
-  terminal = Terminal()
-  progress = video_io.Progress('film.mp4', total=101, stream=terminal)
-  progress.update(1)   # the first frame out: timing starts
-  progress.update(21)  # 20 more frames in 2 s
-  assert terminal.getvalue().rstrip() == '\rfilm.mp4: 21/101 frames, 10.0 frames/s, ETA 0:00:08'
