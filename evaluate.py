@@ -18,6 +18,7 @@ from absl import logging
 
 import jaxcolor
 from jaxcolor import checkpoint
+from jaxcolor import color
 from jaxcolor import evaluation
 from jaxcolor import inference
 
@@ -38,8 +39,14 @@ def parse_args(argv):
   parser.add_argument('--sheet-rows', type=int, default=24)
   parser.add_argument('--teacher', help='folder of a .tflite ImageNet classifier, e.g. '
                       '../shared/models/mobilenet_v2_imagenet (needs ai-edge-litert)')
+  parser.add_argument('--strength', type=float, default=1.0, metavar='S',
+                      help='score the colours at this strength, as infer.py --strength S '
+                           '(default %(default)s)')
   parser.add_argument('--overwrite', action='store_true', help='replace earlier results')
-  return parser.parse_args(argv)
+  args = parser.parse_args(argv)
+  if not 0 <= args.strength <= color.MAX_STRENGTH:
+    parser.error(f'--strength must be between 0 and {color.MAX_STRENGTH:g}')
+  return args
 
 
 def print_table(summary, title='all'):
@@ -92,8 +99,9 @@ def main(argv=None):
     print(f'error: {args.folder}: no colour photos to evaluate on', file=sys.stderr)
     return 2
   teacher = load_teacher(args.teacher) if args.teacher else None
-  results, outputs = evaluation.evaluate(predictor, photos, teacher)
+  results, outputs = evaluation.evaluate(predictor, photos, teacher, args.strength)
   results['protocol'] = {'folder': str(args.folder), 'max_side': args.max_side,
+                         'strength': args.strength,
                          'checkpoint': str(args.checkpoint or checkpoint.BUNDLED),
                          'teacher': args.teacher, 'skipped': skipped}
   output.mkdir(parents=True, exist_ok=True)

@@ -96,8 +96,11 @@ def load_colour_photos(folder, max_side=MAX_SIDE, skip=None):
   return photos, skipped
 
 
-def evaluate(predictor, photos, teacher=None):
+def evaluate(predictor, photos, teacher=None, strength=1.0):
   """Per-photo scores of the model and both baselines, and their means.
+
+  `strength` scales the model's colours as `infer.py --strength` does
+  (color.with_strength).
 
   With `teacher` (224x224 uint8 RGB -> class probabilities, see
   datasets/teacher.py), also Zhang et al. 2016's test: does the teacher name
@@ -109,11 +112,12 @@ def evaluate(predictor, photos, teacher=None):
   for photo, lab in zip(photos, labs):
     l01 = color.normalize_l(lab[..., 0]).astype(np.float32)
     prediction = predictor(l01)
+    rgb = prediction.rgb_at(l01, strength)
     constant = np.concatenate([lab[..., :1], np.broadcast_to(mean_colour, lab.shape[:2] + (2,))],
                               -1)
     grey = color.grey_rgb(l01.astype(np.float64))
     row = {'file': str(photo.path), 'source': photo.source, 'size': list(photo.rgb.shape[:2]),
-           'model': scores(prediction.rgb, photo.rgb),
+           'model': scores(rgb, photo.rgb),
            'greyscale': scores(grey, photo.rgb),
            'mean_ab': scores(color.lab_to_rgb(constant), photo.rgb),
            'ground_truth': {'colourfulness': colourfulness(photo.rgb),
@@ -123,10 +127,10 @@ def evaluate(predictor, photos, teacher=None):
       row['label'], row['predicted'] = photo.label, top[0][0]
     if teacher is not None:
       truth_class = _teacher_class(teacher, photo.rgb)
-      row['model']['teacher_agrees'] = _teacher_class(teacher, prediction.rgb) == truth_class
+      row['model']['teacher_agrees'] = _teacher_class(teacher, rgb) == truth_class
       row['greyscale']['teacher_agrees'] = _teacher_class(teacher, grey) == truth_class
     per_photo.append(row)
-    outputs.append(prediction.rgb)
+    outputs.append(rgb)
   results = summarize(per_photo)
   results['summary']['mean_ab']['ab'] = [float(x) for x in mean_colour]  # the baseline's colour
   return results, outputs

@@ -118,3 +118,16 @@ def test_colour_cast_sources_and_teacher_agreement(tiny_checkpoint, tmp_path):
   model = [int(np.argmax(o.reshape(-1, 3).mean(0))) for o in outputs]
   assert summary['model']['teacher_agrees'] == pytest.approx(
       np.mean([m == t for m, t in zip(model, truth)]))
+
+
+def test_strength_scores_the_colours_infer_writes(tiny_checkpoint, tmp_path):
+  Image.fromarray(photo('coffee')[:48, :64]).save(tmp_path / 'coffee.png')
+  photos, _ = evaluation.load_colour_photos(tmp_path)
+  predictor = inference.Predictor.from_checkpoint(tiny_checkpoint)
+  summaries = {s: evaluation.evaluate(predictor, photos, strength=s)[0]['summary']
+               for s in (0.0, 1.0, 2.0)}
+  # Strength 0 is the grey baseline; more strength, more colour.
+  assert summaries[0.0]['model']['psnr'] == pytest.approx(summaries[0.0]['greyscale']['psnr'],
+                                                          abs=1e-3)
+  colourful = [summaries[s]['model']['colourfulness'] for s in (0.0, 1.0, 2.0)]
+  assert colourful[0] < 0.5 < colourful[1] < colourful[2]
