@@ -86,9 +86,9 @@ def main(argv=None):
     print(f'error: {results_path} already exists; use another --output or --overwrite',
           file=sys.stderr)
     return 2
-  inference.enable_compilation_cache()
   try:
-    predictor = inference.Predictor.from_checkpoint(args.checkpoint or checkpoint.BUNDLED)
+    predictor = inference.Predictor.for_command(args.checkpoint,
+                                                command='evaluate.py --folder PHOTOS')
   except checkpoint.CheckpointError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2

@@ -25,13 +25,6 @@ from jaxcolor import inference
 from jaxcolor import video
 from jaxcolor import video_io
 
-NO_MODEL = f"""error: no trained model is available: this copy of jaxcolor has none bundled
-({checkpoint.BUNDLED} is missing) and --checkpoint was not given.
-Train one on a folder of colour photos and point --checkpoint at its workdir:
-  python train.py --config configs/folder.py --workdir runs/mine --config.data.folder=PHOTOS
-  python infer.py --image photo.jpg --checkpoint runs/mine/checkpoints"""
-
-
 def parse_args(argv):
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -81,14 +74,15 @@ def parse_args(argv):
 def colorize_video(args):
   """--video: one video in, one colorized video out."""
   target = video_io.plan_output(args.video, args.output, batch.DEFAULT_OUTPUT)
-  if args.checkpoint is None and not checkpoint.BUNDLED.exists():
-    print(NO_MODEL, file=sys.stderr)
+  try:
+    checkpoint_dir = checkpoint.model_or_bundled(args.checkpoint)
+  except checkpoint.CheckpointError as e:
+    print(f'error: {e}', file=sys.stderr)
     return 2
-  inference.enable_compilation_cache()
   try:
     video_io.import_av()
     video_io.check_paths(pathlib.Path(args.video), target, args.overwrite)  # before loading
-    predictor = inference.Predictor.from_checkpoint(args.checkpoint or checkpoint.BUNDLED)
+    predictor = inference.Predictor.for_command(checkpoint_dir)
     summary = video_io.colorize_file(video.VideoColorizer(predictor), args.video, target,
                                      args.stability, args.strength, args.overwrite,
                                      args.max_pixels)
@@ -114,13 +108,8 @@ def main(argv=None):
   except ValueError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
-  checkpoint_dir = args.checkpoint or checkpoint.BUNDLED
-  if args.checkpoint is None and not checkpoint.BUNDLED.exists():
-    print(NO_MODEL, file=sys.stderr)
-    return 2
-  inference.enable_compilation_cache()
   try:
-    predictor = inference.Predictor.from_checkpoint(checkpoint_dir, tile=args.tile or None)
+    predictor = inference.Predictor.for_command(args.checkpoint, tile=args.tile or None)
     style_l = images.load_luminance(args.style, args.max_pixels).l if args.style else None
   except (checkpoint.CheckpointError, images.ImageError) as e:
     print(f'error: {e}', file=sys.stderr)

@@ -18,7 +18,6 @@ from absl import logging
 import jaxcolor
 from jaxcolor import checkpoint
 from jaxcolor import inference
-import infer
 
 LOOPBACK = ('127.0.0.1', 'localhost', '::1')
 LOOPBACK_HOSTS = ('127.0.0.1', 'localhost', '[::1]')  # as a Host header names them
@@ -82,12 +81,8 @@ def main(argv=None):
   sock = bind(args.host, args.port)  # before the model loads: a taken port fails at once
   jaxcolor.enable_fast_cpu_convolutions()
   logging.set_verbosity(logging.ERROR)  # orbax's informational chatter
-  if args.checkpoint is None and not checkpoint.BUNDLED.exists():
-    print(infer.NO_MODEL.replace('infer.py --image photo.jpg', 'serve.py'), file=sys.stderr)
-    return 2
-  inference.enable_compilation_cache()
   try:
-    predictor = inference.Predictor.from_checkpoint(args.checkpoint or checkpoint.BUNDLED)
+    predictor = inference.Predictor.for_command(args.checkpoint, command='serve.py')
   except checkpoint.CheckpointError as e:
     print(f'error: {e}', file=sys.stderr)
     return 2

@@ -29,6 +29,22 @@ class CheckpointError(ValueError):
   """A checkpoint is missing, damaged or does not fit the model."""
 
 
+def model_or_bundled(path=None, command='infer.py --image photo.jpg'):
+  """`path`, else the bundled model; without either, a CheckpointError that says
+  how to train one and point `command` at it."""
+  if path is not None:
+    return path
+  if not BUNDLED.exists():
+    raise CheckpointError(
+        'no trained model is available: this copy of jaxcolor has none bundled\n'
+        f'({BUNDLED} is missing) and --checkpoint was not given.\n'
+        'Train one on a folder of colour photos and point --checkpoint at its workdir:\n'
+        '  python train.py --config configs/folder.py --workdir runs/mine '
+        '--config.data.folder=PHOTOS\n'
+        f'  python {command} --checkpoint runs/mine/checkpoints')
+  return BUNDLED
+
+
 def save_args(variables, model_config, class_names=None, step=0):
   """Orbax Composite items for `variables` ({'params', 'batch_stats'})."""
   meta = {'model': dict(model_config), 'class_names': list(class_names or []),

@@ -164,6 +164,14 @@ class Predictor:
   def from_checkpoint(cls, path, tile=DEFAULT_TILE):
     return cls(*checkpoint.load(path), tile=tile)
 
+  @classmethod
+  def for_command(cls, path=None, tile=DEFAULT_TILE, command='infer.py --image photo.jpg'):
+    """What a command colorizes with: `path`, else the bundled model (checkpoint.model_or_bundled),
+    with the compilation cache on. Raises checkpoint.CheckpointError."""
+    path = checkpoint.model_or_bundled(path, command)
+    enable_compilation_cache()
+    return cls.from_checkpoint(path, tile=tile)
+
   def _colorize_traced(self, variables, l_HxWx1, l_global_GxGx1):
     self.trace_count += 1
     ab01, logits = chrominance_l(self.model, variables, l_HxWx1, l_global_GxGx1, self.tile)
