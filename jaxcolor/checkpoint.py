@@ -1,6 +1,7 @@
 """Orbax checkpoints of a model: weights, BatchNorm statistics and what built them.
 
   python -m jaxcolor.checkpoint runs/mine/checkpoints exported/   # standalone copy of a model
+  python -m jaxcolor.checkpoint runs/mine/checkpoints/{16000,18000,20000} averaged/
 
 A checkpoint is a folder with (at least) two orbax items:
   model/  {'params', 'batch_stats'} as saved by StandardSave
@@ -15,6 +16,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxcolor import model as model_lib
@@ -150,18 +152,49 @@ def export(source, destination):
   save(destination, variables, model_config, class_names, read_meta(source)['step'])
 
 
+def average(sources, destination):
+  """Writes the mean of several checkpoints of one model as a standalone checkpoint.
+
+  Weights and BatchNorm statistics are averaged element-wise (in float32, stored
+  back in their own dtype): averaging the checkpoints of the last stretch of a
+  run damps the step-to-step wander of SGD-like training (Polyak averaging,
+  taken after the fact). The result carries the newest source's step.
+  """
+  loaded = [load(source) for source in sources]
+  _, model_config, class_names = loaded[0]
+  for source, (_, config, names) in zip(sources[1:], loaded[1:]):
+    if config.to_dict() != model_config.to_dict():
+      raise CheckpointError(f'{source}: a different model than {sources[0]}; '
+                            'only checkpoints of one model can be averaged')
+    if names != class_names:
+      raise CheckpointError(f'{source}: different class names than {sources[0]}')
+
+  def mean(*arrays):
+    total = sum(np.asarray(a, np.float32) for a in arrays)
+    return jnp.asarray(total / len(arrays), arrays[0].dtype)
+
+  variables = jax.tree.map(mean, *(variables for variables, _, _ in loaded))
+  step = max(read_meta(source)['step'] for source in sources)
+  save(destination, variables, model_config, class_names, step)
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(
       prog='python -m jaxcolor.checkpoint',
       description='Copies the model of a checkpoint (weights, BatchNorm statistics, config '
                   'and class names; no optimizer state) into a new standalone checkpoint '
-                  'folder, as infer.py --checkpoint and evaluate.py --checkpoint read it.')
-  parser.add_argument('source', help="a checkpoint folder, or a training run's checkpoints/ "
-                      '(its newest finished step)')
+                  'folder, as infer.py --checkpoint and evaluate.py --checkpoint read it. '
+                  'Given several checkpoints of one model, writes their average.')
+  parser.add_argument('source', nargs='+',
+                      help="a checkpoint folder, or a training run's checkpoints/ (its newest "
+                      'finished step); several: average them')
   parser.add_argument('destination', help='a folder that does not exist yet')
   args = parser.parse_args(argv)
   try:
-    export(args.source, args.destination)
+    if len(args.source) == 1:
+      export(args.source[0], args.destination)
+    else:
+      average(args.source, args.destination)
   except CheckpointError as e:
     print(f'error: {e}', file=sys.stderr)
     return 1

@@ -83,3 +83,23 @@ def test_export_command(tiny_checkpoint, tiny_variables, tmp_path, capsys):
   assert class_names == ['beach', 'forest', 'street', 'room']
   assert checkpoint.main([str(tiny_checkpoint), str(destination)]) == 1
   assert 'already exists; choose a new folder' in capsys.readouterr().err
+
+
+def test_average_command(tmp_path, tiny_checkpoint, tiny_config, tiny_variables, capsys):
+  """Several sources: the element-wise mean of weights and statistics, newest step."""
+  shifted = tmp_path / 'shifted'
+  checkpoint.save(shifted, jax.tree.map(lambda x: x + 3, tiny_variables), tiny_config.model,
+                  ['beach', 'forest', 'street', 'room'], step=40)
+  destination = tmp_path / 'averaged'
+  assert checkpoint.main([str(tiny_checkpoint), str(shifted), str(destination)]) == 0
+  variables, _, class_names = checkpoint.load(destination)
+  jax.tree.map(lambda got, want: np.testing.assert_allclose(got, want + 1.5, atol=1e-5),
+               variables, tiny_variables)
+  assert class_names == ['beach', 'forest', 'street', 'room']
+  assert checkpoint.read_meta(destination)['step'] == 40
+
+  other_classes = tmp_path / 'other_classes'
+  checkpoint.save(other_classes, tiny_variables, tiny_config.model, ['a', 'b', 'c', 'd'])
+  assert checkpoint.main([str(tiny_checkpoint), str(other_classes), str(tmp_path / 'x')]) == 1
+  assert 'other_classes: different class names' in capsys.readouterr().err
+  assert not (tmp_path / 'x').exists()
