@@ -3,8 +3,9 @@
 - stride-2 convolutions: input gradient by output phase ('cpu' kernels) == XLA's;
 - Adadelta in fused form (train_step.adadelta) == optax.adadelta;
 - Winograd convolutions (inference) == XLA's convolutions;
-- tiled inference == untiled inference, and the tiles' context (LOCAL_REACH)
-  is really all the local path looks at.
+- tiled inference == untiled inference up to float32 rounding (measured against
+  float64), and the tiles' context (LOCAL_REACH) is really all the local path
+  looks at.
 """
 import jax
 from jax import lax
@@ -13,6 +14,7 @@ import numpy as np
 import optax
 import pytest
 
+from jaxcolor import images
 from jaxcolor import inference
 from jaxcolor import model as model_lib
 from jaxcolor import ops
@@ -103,8 +105,42 @@ def test_local_path_reaches_exactly_local_reach(tiny_config, tiny_variables):
   assert farthest == model_lib.LOCAL_REACH
 
 
+def float64_reference(model_config, variables, l_HxW, style_l=None):
+  """The Predictor's sRGB and probabilities computed in float64 (plain XLA
+  convolutions): what float32 inference approximates."""
+  with jax.enable_x64(True):
+    config = model_config.copy_and_resolve_references()
+    config.dtype = config.param_dtype = 'float64'
+    model = model_lib.from_config(config, kernels='xla')
+    variables = jax.tree.map(lambda x: jnp.asarray(x, jnp.float64), variables)
+    l_HxWx1 = jnp.asarray(l_HxW, jnp.float64)[..., None]
+    source = l_HxWx1 if style_l is None else jnp.asarray(style_l, jnp.float64)[..., None]
+    l_global = inference.resize_to_square(source, config.global_size)
+    rgb, logits = inference.colorize_l(model, variables, l_HxWx1, l_global)
+    return np.asarray(rgb), np.asarray(jax.nn.softmax(logits))
+
+
+def assert_equal_up_to_float32_rounding(got, want, reference):
+  """`got` and `want` are float32 evaluations of one function whose float64
+  value is `reference`: they differ by no more than `want`'s own rounding error,
+  and their 8-bit images (images.to_uint8) are equal except by one level where
+  `want` lies within that error of a rounding boundary."""
+  rounding = float(np.abs(want - reference).max())
+  assert 0 < rounding < 0.1 / 255, rounding  # a tenth of an 8-bit level at most
+  np.testing.assert_allclose(got, want, rtol=0, atol=rounding)
+  got_8bit, want_8bit = (images.to_uint8(x).astype(np.int16) for x in (got, want))
+  differ = got_8bit != want_8bit
+  assert np.abs(got_8bit - want_8bit).max() <= 1
+  level = np.clip(want[differ], 0, 1) * 255
+  assert np.all(np.abs(level - np.floor(level) - 0.5) <= rounding * 255), level
+
+
 @pytest.mark.parametrize('height,width', [(203, 150), (96, 200)])
-def test_tiled_inference_equals_untiled(tiny_config, tiny_variables, height, width):
+def test_tiled_inference_equals_untiled_up_to_float32_rounding(tiny_config, tiny_variables,
+                                                               height, width):
+  """Tiles run other shapes, so XLA may pick other convolution algorithms and
+  summation orders (which ones depends on the CPU): the promise is equality up to
+  float32 rounding, measured here against a float64 evaluation."""
   l = photo_l('astronaut', height, width)
   style = photo_l('coffee', 100, 120)
   whole = inference.Predictor(tiny_variables, tiny_config.model, tile=None)
@@ -112,8 +148,10 @@ def test_tiled_inference_equals_untiled(tiny_config, tiny_variables, height, wid
   assert len(inference.tile_layout(height + -height % 8, 64)[2]) > 1  # really tiled
   for style_l in (None, style):
     a, b = whole(l, style_l), tiled(l, style_l)
-    np.testing.assert_allclose(b.rgb, a.rgb, atol=2e-6)
-    np.testing.assert_allclose(b.probabilities, a.probabilities, atol=1e-6)
+    rgb_64, probabilities_64 = float64_reference(tiny_config.model, tiny_variables, l, style_l)
+    assert_equal_up_to_float32_rounding(b.rgb, a.rgb, rgb_64)
+    np.testing.assert_allclose(b.probabilities, a.probabilities, rtol=0,
+                               atol=np.abs(a.probabilities - probabilities_64).max())
   assert tiled.trace_count == 1 and whole.trace_count == 1  # the global input is G x G either way
 
 
@@ -149,6 +187,7 @@ def test_predictor_with_winograd_layers_matches_plain(tiny_config, tiny_variable
   assert transformed['mid_level']['conv1']['conv']['kernel'].shape[0] == 36
   for style_l in (None, photo_l('coffee', 40, 40)):
     a, b = plain(l, style_l), fast(l, style_l)
-    # Winograd rounding through 13 layers: ~5e-5, a fortieth of one 8-bit level.
-    np.testing.assert_allclose(b.rgb, a.rgb, atol=1e-4)
+    # Winograd rounding through 13 layers: 2e-5 to 7e-5 measured (AMD EPYC), a
+    # sixtieth of one 8-bit level; the promise is a tenth of a level.
+    np.testing.assert_allclose(b.rgb, a.rgb, atol=0.1 / 255)
     np.testing.assert_allclose(b.probabilities, a.probabilities, atol=1e-4)
