@@ -1,7 +1,7 @@
 """jaxcolor against the PyTorch peer on this machine, in one run: a table and a JSON line.
 
-  python benchmarks/bench.py                      # everything (~10 min on 2 cores)
-  python benchmarks/bench.py --sizes 224,512 --no-train --no-peer
+  python -m benchmarks.bench                      # everything (~10 min on 2 cores)
+  python -m benchmarks.bench --sizes 224,512 --no-train --no-peer
 
 Rows: one-image inference of the paper-size network (fp32, random weights) at
 each size: median seconds, GFLOP/s (model.flops: the direct convolutions'
@@ -25,7 +25,6 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -35,7 +34,7 @@ from configs import default  # noqa: E402
 import jaxcolor  # noqa: E402
 from jaxcolor import inference  # noqa: E402
 from jaxcolor import model as model_lib  # noqa: E402
-from jaxcolor import train_step as step_lib  # noqa: E402
+from jaxcolor.training import train_step as step_lib  # noqa: E402
 
 PEER = ROOT.parent / 'shared' / 'peer'
 

@@ -1,7 +1,7 @@
 """Checks jaxcolor on an accelerator against the CPU, then times it: a table and a JSON line.
 
-  python benchmarks/device_check.py                    # on a GPU / TPU (not yet run on one)
-  python benchmarks/device_check.py --sizes 64 --quick  # anywhere, as a smoke test
+  python -m benchmarks.device_check                    # on a GPU / TPU (not yet run on one)
+  python -m benchmarks.device_check --sizes 64 --quick  # anywhere, as a smoke test
 
 1. Agreement. The bundled model (trained weights: a random network's outputs
    swing by tens of 8-bit levels when its input moves by 1e-3, so it could not
@@ -30,15 +30,13 @@ import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / 'benchmarks'))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench import bench_train, median_time, network_fn  # noqa: E402
-from bench import paper_config, paper_variables  # noqa: E402
+from benchmarks.bench import bench_train, median_time, network_fn  # noqa: E402
+from benchmarks.bench import paper_config, paper_variables  # noqa: E402
 import jaxcolor  # noqa: E402
 from jaxcolor import checkpoint  # noqa: E402
 from jaxcolor import images  # noqa: E402

@@ -1,7 +1,7 @@
 """The exported files against jaxcolor, in one run: a table and a JSON line.
 
-  python benchmarks/export.py       # the bundled model at 512 and 1024 (~1.5 min on 2 cores)
-  python benchmarks/export.py --checkpoint runs/mine/checkpoints --sizes 512,1024,2048
+  python -m benchmarks.export       # the bundled model at 512 and 1024 (~1.5 min on 2 cores)
+  python -m benchmarks.export --checkpoint runs/mine/checkpoints --sizes 512,1024,2048
 
 Exports the model as StableHLO and as ONNX (file sizes), then on a real photo
 (examples/, its lightness resized to each size, and an odd size) times one
@@ -15,20 +15,18 @@ import argparse
 import json
 import pathlib
 import statistics
-import sys
 import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import jaxcolor  # noqa: E402
+from jaxcolor.apps import export  # noqa: E402
 from jaxcolor import checkpoint  # noqa: E402
-from jaxcolor import export  # noqa: E402
 from jaxcolor import images  # noqa: E402
 from jaxcolor import inference  # noqa: E402
 

@@ -1,8 +1,8 @@
 """Where a training step's time goes: every 3x3 convolution of the paper network
 timed alone, forward / input gradient / weight gradient, and the step's page faults.
 
-  python benchmarks/layers.py                 # batch 8 at 224 (the training row of bench.py)
-  python benchmarks/layers.py --batch 1 --size 1024
+  python -m benchmarks.layers                 # batch 8 at 224 (the training row of bench.py)
+  python -m benchmarks.layers --batch 1 --size 1024
 
 Each convolution runs as training runs it on this backend (`ops.conv` with the
 kernels of `ops.kernels_for`: on CPU, XLA's convolution with the stride-2
@@ -14,17 +14,14 @@ final JSON line.
 import argparse
 import json
 import pathlib
-import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / 'benchmarks'))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench import bench_train, median_time  # noqa: E402
+from benchmarks.bench import bench_train, median_time  # noqa: E402
 import jaxcolor  # noqa: E402
 from jaxcolor import model as model_lib  # noqa: E402
 from jaxcolor import ops  # noqa: E402

@@ -1,7 +1,7 @@
 """Video colorization, frame by frame against stabilised, on clips with known colours.
 
-  python benchmarks/video.py        # 5-7 min on 2 busy cores: a table and a JSON line
-  python benchmarks/video.py --frames 16 --height 240 --width 428   # a quick look
+  python -m benchmarks.video        # 5-7 min on 2 busy cores: a table and a JSON line
+  python -m benchmarks.video --frames 16 --height 240 --width 428   # a quick look
 
 Clips (jaxcolor/video_clips.py) are made from scikit-image's colour photos: a
 pan, a zoom, a cut between two photos, and a still shot with a cut-out of
@@ -21,7 +21,6 @@ import tempfile
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 import jaxcolor  # noqa: E402
 
@@ -30,11 +29,11 @@ jaxcolor.enable_fast_cpu_convolutions()
 import numpy as np  # noqa: E402
 from skimage import data as skdata  # noqa: E402
 
+from jaxcolor.apps import video  # noqa: E402
 from jaxcolor import checkpoint  # noqa: E402
 from jaxcolor import inference  # noqa: E402
-from jaxcolor import video  # noqa: E402
-from jaxcolor import video_clips  # noqa: E402
-from jaxcolor import video_io  # noqa: E402
+from benchmarks import video_clips  # noqa: E402
+from jaxcolor.apps import video_io  # noqa: E402
 
 PHOTOS = {'pan': ('astronaut', 'coffee'), 'zoom': ('coffee', 'rocket'),
           'cut': ('chelsea', 'rocket'), 'object': ('coffee', 'chelsea')}

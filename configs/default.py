@@ -17,7 +17,7 @@ def get_config():
   config.model.dtype = 'float32'      # compute dtype ('bfloat16' on GPU/TPU)
   config.model.param_dtype = 'float32'  # 'float64' (with JAX_ENABLE_X64) for exactness tests
 
-  # Data (jaxcolor/input_pipeline.py).
+  # Data (jaxcolor/training/input_pipeline.py).
   config.data = ml_collections.ConfigDict()
   config.data.source = 'places365'    # 'places365' (TFDS places365_small), 'folder' or 'mix'
   config.data.tfds_dir = '~/tensorflow_datasets'  # where TFDS builds and reads
@@ -52,7 +52,7 @@ def get_config():
   config.adadelta_eps = 1e-6
   config.learning_rate = 1.0          # must be explicit: optax's None ascends
   # Optional, not the paper's: weight each pixel's squared a*b* error by the
-  # rarity of its true colour (jaxcolor/rarity.py). 0 = plain MSE (the paper),
+  # rarity of its true colour (jaxcolor/training/rarity.py). 0 = plain MSE (the paper),
   # 1 = Zhang et al. 2016's weights; `rarity_mix` is their lambda.
   config.rarity_power = 0.0
   config.rarity_mix = 0.5

@@ -1,7 +1,7 @@
 """Orbax checkpoints of a model: weights, BatchNorm statistics and what built them.
 
-  python -m jaxcolor.checkpoint runs/mine/checkpoints exported/   # standalone copy of a model
-  python -m jaxcolor.checkpoint runs/mine/checkpoints/{16000,18000,20000} averaged/
+  python average.py runs/mine/checkpoints exported/   # standalone copy of a model
+  python average.py runs/mine/checkpoints/{16000,18000,20000} averaged/
 
 A checkpoint is a folder with (at least) two orbax items:
   model/  {'params', 'batch_stats'} as saved by StandardSave
@@ -9,9 +9,7 @@ A checkpoint is a folder with (at least) two orbax items:
 Training checkpoints (a CheckpointManager's numbered step folders) add more
 items beside them; `resolve` accepts either kind of folder.
 """
-import argparse
 import pathlib
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -176,31 +174,3 @@ def average(sources, destination):
   variables = jax.tree.map(mean, *(variables for variables, _, _ in loaded))
   step = max(read_meta(source)['step'] for source in sources)
   save(destination, variables, model_config, class_names, step)
-
-
-def main(argv=None):
-  parser = argparse.ArgumentParser(
-      prog='python -m jaxcolor.checkpoint',
-      description='Copies the model of a checkpoint (weights, BatchNorm statistics, config '
-                  'and class names; no optimizer state) into a new standalone checkpoint '
-                  'folder, as infer.py --checkpoint and evaluate.py --checkpoint read it. '
-                  'Given several checkpoints of one model, writes their average.')
-  parser.add_argument('source', nargs='+',
-                      help="a checkpoint folder, or a training run's checkpoints/ (its newest "
-                      'finished step); several: average them')
-  parser.add_argument('destination', help='a folder that does not exist yet')
-  args = parser.parse_args(argv)
-  try:
-    if len(args.source) == 1:
-      export(args.source[0], args.destination)
-    else:
-      average(args.source, args.destination)
-  except CheckpointError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 1
-  print(f'wrote {args.destination}')
-  return 0
-
-
-if __name__ == '__main__':
-  sys.exit(main())

@@ -5,6 +5,8 @@ matching library, so the input pipeline (numpy, in worker processes) and the
 jitted model code share one implementation. Constants follow CIE 15 / sRGB
 (IEC 61966-2-1) exactly as scikit-image uses them.
 """
+import math
+
 from jax import lax
 import jax.numpy as jnp
 import numpy as np
@@ -15,6 +17,18 @@ L_MAX = 100.0
 AB_MAX = 128.0
 # Colour strength: 0 is grey, 1 the model's colours, MAX_STRENGTH twice as saturated.
 MAX_STRENGTH = 2.0
+
+
+def parse_strength(text):
+  """A colour strength given as text -> float in [0, MAX_STRENGTH]; ValueError
+  (saying the range) otherwise. infer.py, evaluate.py and the web API use it."""
+  try:
+    strength = float(text)
+  except ValueError:
+    strength = math.nan
+  if not 0 <= strength <= MAX_STRENGTH:
+    raise ValueError(f'{str(text)[:20]!r}: must be a number from 0 to {MAX_STRENGTH:g}')
+  return strength
 
 _XYZ_FROM_RGB = np.array([[0.412453, 0.357580, 0.180423],
                           [0.212671, 0.715160, 0.072169],
@@ -94,7 +108,7 @@ def with_strength(l01_HxW, ab_HxWx2, strength):
   """L* scaled to [0, 1] and a*b* -> sRGB in [0, 1] with a*b* times `strength`
   (0: grey, 1: unchanged, 2: twice as saturated), clipped to the gamut.
 
-  The lightness is kept: only the chrominance is scaled. jaxcolor/web/static/app.js
+  The lightness is kept: only the chrominance is scaled. jaxcolor/apps/web/static/app.js
   computes the same for the web page's strength control.
   """
   xp = _xp(l01_HxW)

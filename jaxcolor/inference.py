@@ -48,6 +48,12 @@ class Prediction:
     the input's lightness `l_HxW`; 1 is `rgb` itself."""
     return self.rgb if strength == 1 else color.with_strength(l_HxW, self.ab, strength)
 
+  def result_rgb(self, l_HxW, strength=1.0, side_by_side=False):
+    """The image a result file holds: H x W x 3 sRGB in [0, 1], its colours at
+    `strength`; H x 2W x 3 after the grey input with `side_by_side`."""
+    rgb = self.rgb_at(l_HxW, strength)
+    return np.concatenate([color.grey_rgb(l_HxW), rgb], axis=1) if side_by_side else rgb
+
 
 def resize_to_square(l_HxWx1, size):
   """Bilinear (antialiased when shrinking) rescale to size x size x 1."""

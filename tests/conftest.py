@@ -3,7 +3,6 @@
 XLA_FLAGS must be set before JAX starts its backend.
 """
 import os
-import sys
 import tempfile
 
 os.environ['XLA_FLAGS'] = ' '.join([
@@ -13,9 +12,8 @@ os.environ['XLA_FLAGS'] = ' '.join([
 # Tests (and the processes they start) compile the same tiny steps many times.
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', tempfile.mkdtemp(prefix='jaxcolor-xla-'))
 os.environ.setdefault('JAXCOLOR_CACHE_DIR', os.environ['JAX_COMPILATION_CACHE_DIR'])  # infer.py's
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import jaxcolor  # noqa: E402
+import jaxcolor
 
 jaxcolor.enable_fast_cpu_convolutions()  # as the commands do (test_imports.py checks it)
 

@@ -6,8 +6,6 @@ TPU runs XLA's own convolutions. That accelerator path runs here on CPU, chosen
 as it would be there: with JAX's default backend reported as 'gpu'.
 """
 import json
-import pathlib
-import sys
 
 from flax import jax_utils
 import jax
@@ -17,13 +15,12 @@ import pytest
 
 from jaxcolor import color
 from jaxcolor import inference
-from jaxcolor import input_pipeline
 from jaxcolor import ops
-from jaxcolor import train_step as step_lib
+from jaxcolor.training import input_pipeline
+from jaxcolor.training import train_step as step_lib
 from test_inference import photo_l
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / 'benchmarks'))
-import device_check  # noqa: E402
+from benchmarks import device_check
 
 WINOGRAD_PRODUCTS = 'batching_dims = [0] x [0]'  # Winograd's 36 batched matrix products
 XLA_STRIDE2_INPUT_GRADIENT = 'lhs_dilate = [2, 2]'

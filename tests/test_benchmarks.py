@@ -1,14 +1,11 @@
 """The benchmark scripts describe the network the package builds."""
-import pathlib
-import sys
 
 import jax
 import jax.numpy as jnp
 
 from jaxcolor import model as model_lib
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / 'benchmarks'))
-import layers  # noqa: E402
+from benchmarks import layers
 
 
 def test_layer_list_matches_the_paper_network_kernels():

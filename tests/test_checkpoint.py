@@ -7,6 +7,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from jaxcolor import checkpoint
+from jaxcolor.commands import average
 
 
 def test_round_trip_restores_every_array(tiny_checkpoint, tiny_config, tiny_variables):
@@ -71,17 +72,17 @@ def test_truncated_checkpoint_is_a_clear_error(tmp_path, tiny_checkpoint):
 
 
 def test_export_command(tiny_checkpoint, tiny_variables, tmp_path, capsys):
-  """python -m jaxcolor.checkpoint SOURCE DESTINATION, in-process."""
+  """python average.py SOURCE DESTINATION, in-process."""
   with pytest.raises(SystemExit) as exit_:
-    checkpoint.main(['--help'])
+    average.main(['--help'])
   assert exit_.value.code == 0
-  assert 'usage: python -m jaxcolor.checkpoint' in capsys.readouterr().out
+  assert 'usage: ' in capsys.readouterr().out
   destination = tmp_path / 'exported'
-  assert checkpoint.main([str(tiny_checkpoint), str(destination)]) == 0
+  assert average.main([str(tiny_checkpoint), str(destination)]) == 0
   variables, _, class_names = checkpoint.load(destination)
   jax.tree.map(np.testing.assert_array_equal, variables, tiny_variables)
   assert class_names == ['beach', 'forest', 'street', 'room']
-  assert checkpoint.main([str(tiny_checkpoint), str(destination)]) == 1
+  assert average.main([str(tiny_checkpoint), str(destination)]) == 1
   assert 'already exists; choose a new folder' in capsys.readouterr().err
 
 
@@ -91,7 +92,7 @@ def test_average_command(tmp_path, tiny_checkpoint, tiny_config, tiny_variables,
   checkpoint.save(shifted, jax.tree.map(lambda x: x + 3, tiny_variables), tiny_config.model,
                   ['beach', 'forest', 'street', 'room'], step=40)
   destination = tmp_path / 'averaged'
-  assert checkpoint.main([str(tiny_checkpoint), str(shifted), str(destination)]) == 0
+  assert average.main([str(tiny_checkpoint), str(shifted), str(destination)]) == 0
   variables, _, class_names = checkpoint.load(destination)
   jax.tree.map(lambda got, want: np.testing.assert_allclose(got, want + 1.5, atol=1e-5),
                variables, tiny_variables)
@@ -100,6 +101,6 @@ def test_average_command(tmp_path, tiny_checkpoint, tiny_config, tiny_variables,
 
   other_classes = tmp_path / 'other_classes'
   checkpoint.save(other_classes, tiny_variables, tiny_config.model, ['a', 'b', 'c', 'd'])
-  assert checkpoint.main([str(tiny_checkpoint), str(other_classes), str(tmp_path / 'x')]) == 1
+  assert average.main([str(tiny_checkpoint), str(other_classes), str(tmp_path / 'x')]) == 1
   assert 'other_classes: different class names' in capsys.readouterr().err
   assert not (tmp_path / 'x').exists()

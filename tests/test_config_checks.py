@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from jaxcolor import config_checks
-from jaxcolor import trainer
+from jaxcolor.training import config_checks
+from jaxcolor.training import trainer
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 

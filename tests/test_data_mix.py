@@ -11,10 +11,11 @@ from PIL import Image
 import pytest
 
 from configs import tiny
-from jaxcolor import input_pipeline
-from jaxcolor import train_step as step_lib
-from jaxcolor.datasets import folder as folder_lib
-from jaxcolor.datasets import teacher
+from jaxcolor import teacher
+from jaxcolor.training import config_checks
+from jaxcolor.training.datasets import folder as folder_lib
+from jaxcolor.training import input_pipeline
+from jaxcolor.training import train_step as step_lib
 
 from conftest import data_config
 from conftest import photo
@@ -119,15 +120,16 @@ def test_teacher_soft_labels_are_the_files_top5_renormalised(sources, tfds_dir):
 def test_missing_teacher_labels_say_how_to_make_them(sources, tfds_dir, tmp_path):
   config = _config(sources, tfds_dir, labels='teacher')
   config.data.sources.b.teacher_labels = str(tmp_path / 'none.tsv')
-  with pytest.raises(FileNotFoundError, match=r"none.tsv: no teacher labels for source 'b'.*"
-                                              r'python label.py --folder'):
+  with pytest.raises(config_checks.ConfigError,
+                     match=r"sources.b.teacher_labels=.*none.tsv': no teacher labels there.*"
+                           r'python label.py --folder'):
     input_pipeline.build_datasets(config)
 
 
 def test_resumed_mix_continues_the_same_stream(sources, tfds_dir, tmp_path):
   config = _config(sources, tfds_dir, labels='teacher')
   parts, _, _ = input_pipeline.build_datasets(config)
-  make = lambda: input_pipeline.train_iterator(parts, config, shard_index=0, shard_count=1)  # noqa: E731
+  make = lambda: input_pipeline.train_iterator(parts, config, shard_index=0, shard_count=1)
   iterator = make()
   for _ in range(4):
     next(iterator)

@@ -7,9 +7,9 @@ from PIL import Image
 from skimage.metrics import structural_similarity
 
 from conftest import photo
-import evaluate
+from jaxcolor.commands import evaluate
+from jaxcolor.apps import evaluation
 from jaxcolor import color
-from jaxcolor import evaluation
 from jaxcolor import inference
 
 

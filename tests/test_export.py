@@ -14,10 +14,10 @@ import numpy as np
 from PIL import Image
 import pytest
 
+from jaxcolor.apps import export
+from jaxcolor.apps import folding
 from jaxcolor import checkpoint
 from jaxcolor import color
-from jaxcolor import export
-from jaxcolor import folding
 from jaxcolor import images
 from jaxcolor import inference
 from jaxcolor import model as model_lib
@@ -181,7 +181,7 @@ def test_readme_example_runs_without_jaxcolor(file_format, exported, predictors,
 def test_command_writes_verifies_and_keeps_existing_files(tiny_checkpoint, tmp_path):
   Image.fromarray(photo('rocket')[:37, :51]).save(tmp_path / 'photo.png')
   output = tmp_path / 'tiny.onnx'
-  command = [sys.executable, '-m', 'jaxcolor.export', '--checkpoint', str(tiny_checkpoint),
+  command = [sys.executable, str(ROOT / 'export.py'), '--checkpoint', str(tiny_checkpoint),
              '--format', 'onnx', '--output', str(output)]
   done = subprocess.run(command + ['--verify', str(tmp_path / 'photo.png')], cwd=ROOT,
                         capture_output=True, text=True, timeout=300)
@@ -217,7 +217,7 @@ def test_export_without_hard_links(tiny_checkpoint, tmp_path, monkeypatch):
 
 
 def test_help_names_the_formats():
-  done = subprocess.run([sys.executable, '-m', 'jaxcolor.export', '--help'], cwd=ROOT,
+  done = subprocess.run([sys.executable, str(ROOT / 'export.py'), '--help'], cwd=ROOT,
                         capture_output=True, text=True, timeout=120)
   assert done.returncode == 0 and '{stablehlo,onnx}' in done.stdout
 

@@ -18,7 +18,7 @@ from jaxcolor import images
 from jaxcolor import inference
 from jaxcolor import model as model_lib
 from jaxcolor import ops
-from jaxcolor import train_step
+from jaxcolor.training import train_step
 from test_inference import photo_l
 
 

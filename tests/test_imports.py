@@ -76,7 +76,7 @@ def test_the_library_changes_nothing_global_and_the_commands_speed_up_convolutio
       print(conv_weight_gradient_hlo())
 
       from configs import tiny
-      from jaxcolor import input_pipeline
+      from jaxcolor.training import input_pipeline
       flags.DEFINE_string('users_own_flag', 'x', 'a flag of the program that uses jaxcolor')
       config = tiny.get_config()
       config.data.num_workers = 1

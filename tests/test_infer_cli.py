@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from conftest import photo
-import infer
-from jaxcolor import batch
+from jaxcolor.commands import infer
+from jaxcolor.apps import batch
 from jaxcolor import checkpoint
 from jaxcolor import inference
 

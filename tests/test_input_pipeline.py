@@ -11,9 +11,9 @@ import pytest
 from skimage import data as skdata
 import tensorflow_datasets as tfds
 
-from jaxcolor import input_pipeline
-from jaxcolor.datasets import photos
-from jaxcolor.datasets import sources
+from jaxcolor.training.datasets import photos
+from jaxcolor.training.datasets import sources
+from jaxcolor.training import input_pipeline
 
 from conftest import data_config
 

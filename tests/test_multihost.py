@@ -12,9 +12,9 @@ import jax
 import numpy as np
 
 from jaxcolor import checkpoint
-from jaxcolor import input_pipeline
-from jaxcolor import train_step as step_lib
-from jaxcolor import trainer
+from jaxcolor.training import input_pipeline
+from jaxcolor.training import train_step as step_lib
+from jaxcolor.training import trainer
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 STEPS = 3

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from jaxcolor import color
-from jaxcolor import rarity
-from jaxcolor import train_step as step_lib
+from jaxcolor.training import rarity
+from jaxcolor.training import train_step as step_lib
 
 
 def _network_ab(a, b, shape=(1, 2, 2)):

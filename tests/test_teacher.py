@@ -7,8 +7,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
-import label
-from jaxcolor.datasets import teacher
+from jaxcolor.commands import label
+from jaxcolor import teacher
 
 from conftest import photo
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from jaxcolor import checkpoint
-from jaxcolor import config_checks
-from jaxcolor import input_pipeline
-from jaxcolor import train_step as step_lib
-from jaxcolor import trainer
+from jaxcolor.training import config_checks
+from jaxcolor.training import input_pipeline
+from jaxcolor.training import train_step as step_lib
+from jaxcolor.training import trainer
 
 
 def leaves_close(a, b, **tolerance):

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from conftest import photo
+from jaxcolor.apps import video
 from jaxcolor import checkpoint
 from jaxcolor import color
 from jaxcolor import inference
-from jaxcolor import video
-from jaxcolor import video_clips
+from benchmarks import video_clips
 
 HEIGHT, WIDTH = 64, 96  # not the global size (128): the global path resizes, as for photos
 

@@ -13,10 +13,10 @@ av = pytest.importorskip('av', reason='PyAV is not installed: pip install -r '
                                       'requirements-video.txt')
 
 from conftest import photo
-import infer
+from jaxcolor.commands import infer
 from jaxcolor import color
-from jaxcolor import video_clips
-from jaxcolor import video_io
+from benchmarks import video_clips
+from jaxcolor.apps import video_io
 from test_infer_cli import run_infer
 
 HEIGHT, WIDTH, FRAMES = 64, 96, 30

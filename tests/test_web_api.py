@@ -24,15 +24,15 @@ import pytest
 
 pytest.importorskip('starlette', reason='the web page needs pip install -r requirements-web.txt')
 
-from starlette import exceptions  # noqa: E402
+from starlette import exceptions
 
-from conftest import photo  # noqa: E402
-import infer  # noqa: E402
-from jaxcolor import color  # noqa: E402
-from jaxcolor import images  # noqa: E402
-from jaxcolor.web import app  # noqa: E402
-from test_images import png_header_claiming  # noqa: E402
-import web_server  # noqa: E402
+from conftest import photo
+from jaxcolor.commands import infer
+from jaxcolor.apps.web import app
+from jaxcolor import color
+from jaxcolor import images
+from test_images import png_header_claiming
+import web_server
 
 CLASSES = ['beach', 'forest', 'street', 'room']  # the tiny checkpoint's scenes
 GREY = Image.fromarray(photo('chelsea')[:40, :60]).convert('L')  # most photos: one size, one compile
@@ -280,7 +280,7 @@ def test_only_the_page_and_its_assets_are_served(server):
   for path in ['/static/../serve.py', '/static/%2e%2e/app.py', '/static/..%2fapp.py',
                '/static/%2e%2e%2f%2e%2e%2fserve.py', '/../serve.py', '/serve.py',
                '/static/../../../../../../etc/passwd', '/static//etc/passwd',
-               '/static/%2fetc%2fpasswd', '/jaxcolor/web/app.py']:
+               '/static/%2fetc%2fpasswd', '/jaxcolor/apps/web/app.py']:
     status, _, body = server.request('GET', path)
     assert status in (400, 404) and b'import' not in body and b'root:' not in body, path
 

@@ -1,0 +1,104 @@
+"""A local web page that colorizes photos: drop them in, compare, adjust, download.
+
+  python serve.py                       # then open http://127.0.0.1:8000/
+  python serve.py --port 8080 --checkpoint runs/mine/checkpoints
+
+Needs `pip install -r requirements-web.txt`. It listens on this computer only
+(127.0.0.1) unless --host says otherwise; there it answers only requests
+addressed to localhost, 127.0.0.1 or [::1], so that web pages elsewhere cannot
+use it. The page works offline. The same model and code as infer.py: the page's
+HTTP API is in the README.
+"""
+import argparse
+import socket
+import sys
+
+from absl import logging
+
+import jaxcolor
+from jaxcolor import checkpoint
+from jaxcolor.commands import options
+from jaxcolor import inference
+
+LOOPBACK = ('127.0.0.1', 'localhost', '::1')
+LOOPBACK_HOSTS = ('127.0.0.1', 'localhost', '[::1]')  # as a Host header names them
+# A request takes some 150 bytes a pixel at its peak (float64 RGB and L*a*b*
+# copies, the network's activations; peak RSS with the bundled model: 3.9 GB at
+# 5000x5000, 10 GB at 8192x8192, which a flat PNG of 84 KB can claim).
+MAX_PIXELS = 5000 * 5000
+STOP_SECONDS = 5  # Ctrl+C waits this long for requests under way, then drops them
+
+
+def parse_args(argv):
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--host', default='127.0.0.1',
+                      help='address to listen on; 0.0.0.0 opens the page to your whole '
+                           'network (default: %(default)s, this computer only)')
+  parser.add_argument('--port', type=int, default=8000,
+                      help='port to listen on; 0 picks a free one (default: %(default)s)')
+  options.add_checkpoint(parser)
+  parser.add_argument('--max-upload-mb', type=float, default=64,
+                      help='refuse larger uploads (default: %(default)s)')
+  parser.add_argument('--max-pixels', type=int, default=MAX_PIXELS,
+                      help='refuse larger images, from their header (default: %(default)s, '
+                           '5000x5000: colorizing takes some 150 bytes a pixel, so about '
+                           '4 GB of memory at this size)')
+  parser.add_argument('--max-queue', type=int, default=16,
+                      help='most photo requests under way at once (uploading, waiting for '
+                           'the model or colorized); more are refused with 503 (default: '
+                           '%(default)s; each holds its upload in memory)')
+  args = parser.parse_args(argv)
+  if not 0 <= args.port <= 65535:
+    parser.error('--port must be from 0 to 65535')
+  if args.max_upload_mb <= 0 or args.max_pixels <= 0 or args.max_queue <= 0:
+    parser.error('--max-upload-mb, --max-pixels and --max-queue must be positive')
+  return args
+
+
+def bind(host, port):
+  """A socket bound to host:port (port 0: a free one), or SystemExit saying why not."""
+  sock = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET)
+  sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+  try:
+    sock.bind((host, port))
+  except OSError as e:
+    print(f'error: cannot listen on {host} port {port} ({e.strerror or e}): choose another '
+          '--port (0 picks a free one) or --host', file=sys.stderr)
+    raise SystemExit(2) from None
+  return sock
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  try:
+    import uvicorn  # pylint: disable=g-import-not-at-top (optional: the web page only)
+    from jaxcolor.apps.web import app as web_app  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    print(f'error: the web page needs {e.name}: pip install -r requirements-web.txt',
+          file=sys.stderr)
+    return 2
+  sock = bind(args.host, args.port)  # before the model loads: a taken port fails at once
+  jaxcolor.enable_fast_cpu_convolutions()
+  logging.set_verbosity(logging.ERROR)  # orbax's informational chatter
+  try:
+    predictor = inference.Predictor.for_command(args.checkpoint, command='serve.py')
+  except checkpoint.CheckpointError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  loopback = args.host in LOOPBACK
+  app = web_app.create_app(predictor, int(args.max_upload_mb * 2**20), args.max_pixels,
+                           args.max_queue, LOOPBACK_HOSTS if loopback else ('*',))
+  config = uvicorn.Config(app, log_level='warning', timeout_graceful_shutdown=STOP_SECONDS)
+  sock.listen(config.backlog)
+  host, port = sock.getsockname()[:2]
+  url = f'http://{f"[{host}]" if ":" in host else host}:{port}/'
+  if not loopback:
+    print(f'warning: listening on {args.host}: anyone who can reach this computer can use '
+          'the page', file=sys.stderr)
+  print(f'jaxcolor: colorizing at {url}  (Ctrl+C stops)', flush=True)
+  try:
+    uvicorn.Server(config).run(sockets=[sock])
+  except KeyboardInterrupt:  # Ctrl+C, passed on by uvicorn once it has stopped
+    return 130
+  return 0
