@@ -16,6 +16,15 @@ def get_config():
   config.model.global_size = 224      # global branch input, a multiple of 32
   config.model.dtype = 'float32'      # compute dtype ('bfloat16' on GPU/TPU)
   config.model.param_dtype = 'float32'  # 'float64' (with JAX_ENABLE_X64) for exactness tests
+  # Not the paper's (docs/QUALITY.md): head 'bins' predicts a distribution over
+  # quantised a*b* (jaxcolor/bins.py, Zhang et al. 2016) instead of a*b*, trained
+  # with cross-entropy and decoded by the annealed mean (infer.py --temperature).
+  # encoder 'efficientnet_lite0' adds a pretrained ImageNet encoder to the global
+  # path (jaxcolor/encoder.py; needs the [train] extra's weights package); its
+  # classifier names the scenes, so it trains with data.labels='none'.
+  config.model.head = 'regression'
+  config.model.encoder = ''
+  config.model.encoder_trainable = False
 
   # Data (jaxcolor/training/input_pipeline.py).
   config.data = ml_collections.ConfigDict()

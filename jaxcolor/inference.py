@@ -20,6 +20,7 @@ from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcolor import bins
 from jaxcolor import checkpoint
 from jaxcolor import color
 from jaxcolor import model as model_lib
@@ -80,7 +81,16 @@ def tile_layout(length, tile, reach=model_lib.LOCAL_REACH, align=model_lib.STRID
   return core, window, starts
 
 
-def _local_tiled(model, variables, local_HxWx1, global_256, tile):
+def to_chrominance(output, temperature):
+  """The network's colour output (B x H/2 x W/2 x 2 in [0, 1], or logits over a*b*
+  bins) as a*b* scaled to [0, 1]; bins are decoded by the annealed mean at
+  `temperature` (traced: no compile per value)."""
+  if output.shape[-1] == 2:
+    return output
+  return color.normalize_ab(bins.decode(output, temperature))
+
+
+def _local_tiled(model, variables, local_HxWx1, global_256, tile, temperature):
   """The local path's H/2 x W/2 chrominance, one fixed-size tile at a time."""
   height, width, _ = local_HxWx1.shape
   core_h, window_h, rows = tile_layout(height, tile)
@@ -91,7 +101,8 @@ def _local_tiled(model, variables, local_HxWx1, global_256, tile):
     row_window, row_core, col_window, col_core = table[i]
     window = lax.dynamic_slice(local_HxWx1, (row_window, col_window, 0),
                                (window_h, window_w, 1))
-    ab = model.apply(variables, window[None], global_256, method='local_path')[0]
+    output = model.apply(variables, window[None], global_256, method='local_path')
+    ab = to_chrominance(output, temperature)[0]
     core = lax.dynamic_slice(ab, ((row_core - row_window) // 2, (col_core - col_window) // 2, 0),
                              (core_h // 2, core_w // 2, 2))
     return lax.dynamic_update_slice(ab_half, core.astype(ab_half.dtype),
@@ -115,32 +126,46 @@ def full_chrominance(ab_half, height, width):
   return jax.image.resize(ab_half, (2 * half_h, 2 * half_w, 2), 'linear')[:height, :width]
 
 
-def colorize_l(model, variables, l_HxWx1, l_global_GxGx1=None, tile=None):
+def colorize_l(model, variables, l_HxWx1, l_global_GxGx1=None, tile=None,
+               temperature=bins.TEMPERATURE):
   """L in [0, 1] at any H x W -> (sRGB H x W x 3 in [0, 1], logits); see chrominance_l."""
-  ab01, logits = chrominance_l(model, variables, l_HxWx1, l_global_GxGx1, tile)
+  ab01, logits = chrominance_l(model, variables, l_HxWx1, l_global_GxGx1, tile, temperature)
   return color.network_to_rgb(l_HxWx1, ab01), logits
 
 
-def chrominance_l(model, variables, l_HxWx1, l_global_GxGx1=None, tile=None):
+def chrominance_l(model, variables, l_HxWx1, l_global_GxGx1=None, tile=None,
+                  temperature=bins.TEMPERATURE):
   """L in [0, 1] at any H x W -> (a*b* scaled to [0, 1], H x W x 2, logits).
 
   `l_global_GxGx1` is the global path's input; None means the image itself,
   which for a G x G image shares one run of the low-level trunk. `tile`: run
   the local path in tiles of at most tile x tile (plus context) when the image
-  is larger; the result is the same.
+  is larger; the result is the same. `temperature`: how a bins model's
+  distribution becomes one colour (bins.decode); the paper's head ignores it.
   """
   local = pad_to_stride(l_HxWx1)
   if tile is None or max(local.shape[:2]) <= tile:
-    ab_half, logits = model.apply(
+    output, logits = model.apply(
         variables, local[None],
         None if l_global_GxGx1 is None else l_global_GxGx1[None], train=False)
-    ab_half = ab_half[0]
+    ab_half = to_chrominance(output, temperature)[0]
   else:
     l_global = local if l_global_GxGx1 is None else l_global_GxGx1
-    global_512, global_256 = model.apply(variables, l_global[None], method='global_features')
-    logits = model.apply(variables, global_512, method='classify')
-    ab_half = _local_tiled(model, variables, local, global_256, tile)
+    scene, fusion = model.apply(variables, l_global[None], method='global_features')
+    logits = model.apply(variables, scene, method='classify')
+    ab_half = _local_tiled(model, variables, local, fusion, tile, temperature)
   return full_chrominance(ab_half, *l_HxWx1.shape[:2]), logits[0]
+
+
+def check_temperature(temperature, has_bins):
+  """`temperature` as a float, or ValueError saying why it cannot be used."""
+  if not has_bins:
+    raise ValueError('a temperature applies only to a model with a colour-distribution head '
+                     "(trained with model.head='bins'); this model predicts colours directly")
+  if not 0 < temperature <= bins.MAX_TEMPERATURE:
+    raise ValueError(f'temperature {temperature:g}: must be above 0 and at most '
+                     f'{bins.MAX_TEMPERATURE:g}')
+  return float(temperature)
 
 
 # Larger images are tiled: 2048 x 2048 (the paper's largest timing) runs whole,
@@ -163,6 +188,7 @@ class Predictor:
     self.variables = model_lib.with_winograd_kernels(self.model, variables, self.global_size)
     self.class_names = list(class_names or [])  # empty: trained without scene labels
     self.trace_count = 0  # how often the colorize function was traced (tests read it)
+    self.temperature = bins.TEMPERATURE  # a bins model's default (set_temperature)
     self._colorize = jax.jit(self._colorize_traced)
     self._to_global = jax.jit(functools.partial(resize_to_square, size=self.global_size))
 
@@ -178,21 +204,36 @@ class Predictor:
     enable_compilation_cache()
     return cls.from_checkpoint(path, tile=tile)
 
-  def _colorize_traced(self, variables, l_HxWx1, l_global_GxGx1):
+  @property
+  def has_bins(self):
+    """Whether the model predicts a distribution over a*b* bins (a temperature applies)."""
+    return self.model.bins > 0
+
+  def set_temperature(self, temperature):
+    """The temperature calls without one use; ValueError for a model without bins
+    or a value outside (0, MAX_TEMPERATURE]."""
+    self.temperature = check_temperature(temperature, self.has_bins)
+
+  def _colorize_traced(self, variables, l_HxWx1, l_global_GxGx1, temperature):
     self.trace_count += 1
-    ab01, logits = chrominance_l(self.model, variables, l_HxWx1, l_global_GxGx1, self.tile)
+    ab01, logits = chrominance_l(self.model, variables, l_HxWx1, l_global_GxGx1, self.tile,
+                                 temperature)
     return (color.network_to_rgb(l_HxWx1, ab01), color.denormalize_ab(ab01),
             jax.nn.softmax(logits))
 
-  def __call__(self, l_HxW, style_l=None):
-    """L in [0, 1] (H x W) -> Prediction; `style_l` lends its global features."""
+  def __call__(self, l_HxW, style_l=None, temperature=None):
+    """L in [0, 1] (H x W) -> Prediction; `style_l` lends its global features.
+    `temperature` (bins models only; default bins.TEMPERATURE): lower is more
+    vivid; it is traced, so any value runs the same compiled program."""
+    temperature = jnp.float32(self.temperature if temperature is None else
+                              check_temperature(temperature, self.has_bins))
     l_HxWx1 = jnp.asarray(l_HxW, jnp.float32)[..., None]
     if style_l is None and l_HxW.shape == (self.global_size,) * 2:
       l_global = None  # the image is the global input: one trunk run serves both
     else:
       source = l_HxWx1 if style_l is None else jnp.asarray(style_l, jnp.float32)[..., None]
       l_global = self._to_global(source)
-    rgb, ab, probabilities = self._colorize(self.variables, l_HxWx1, l_global)
+    rgb, ab, probabilities = self._colorize(self.variables, l_HxWx1, l_global, temperature)
     return Prediction(np.asarray(rgb), np.asarray(probabilities), np.asarray(ab))
 
   def top_k(self, probabilities, k):

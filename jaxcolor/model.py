@@ -12,6 +12,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxcolor import bins as bins_lib
+from jaxcolor import encoder as encoder_lib
 from jaxcolor import ops
 
 # (output channels, stride) of each 3x3 convolution, at width 1.0.
@@ -188,7 +190,9 @@ class Fusion(Block):
 
 
 class Colorization(Block):
-  """Fused features BxH/8xW/8xC -> chrominance BxH/2xW/2x2 in [0, 1]."""
+  """Fused features BxH/8xW/8xC -> chrominance BxH/2xW/2x2 in [0, 1] (the paper's
+  head), or with `bins` > 0, logits BxH/2xW/2xbins over a*b* bins (jaxcolor.bins)."""
+  bins: int = 0
 
   @nn.compact
   def __call__(self, x, train):
@@ -196,9 +200,10 @@ class Colorization(Block):
       x = self.conv(f'conv{i}', channels)(x, train)
       if upsample:
         x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)  # nearest, x2
-    x = nn.Conv(2, (3, 3), padding=1, dtype=self.dtype, param_dtype=self.param_dtype,
-                name='output')(x)
-    return nn.sigmoid(x.astype(self.output_dtype))
+    x = nn.Conv(self.bins or 2, (3, 3), padding=1, dtype=self.dtype,
+                param_dtype=self.param_dtype, name='output')(x)
+    x = x.astype(self.output_dtype)
+    return x if self.bins else nn.sigmoid(x)
 
 
 class Classifier(Block):
@@ -222,6 +227,12 @@ class Colorizer(nn.Module):
   (tiled inference: one global vector for every tile). `kernels` is how the
   convolutions are computed, chosen by inference and training for their
   backend (`ops.kernels_for`); the parameters do not depend on it.
+
+  Two options are not the paper's (configs/default.py): `bins` > 0 predicts a
+  distribution over that many a*b* bins instead of a*b* itself, and `encoder`
+  ('efficientnet_lite0') adds a pretrained ImageNet encoder to the global path:
+  its pooled features join the global vector, and its own classifier names the
+  scene (jaxcolor/encoder.py).
   """
   width: float = 1.0
   num_classes: int = 205
@@ -229,6 +240,9 @@ class Colorizer(nn.Module):
   param_dtype: Any = jnp.float32
   axis_name: str | None = None
   kernels: str = 'xla'
+  bins: int = 0
+  encoder: str = ''
+  encoder_trainable: bool = False
 
   def setup(self):
     block = dict(width=self.width, dtype=self.dtype, param_dtype=self.param_dtype,
@@ -237,38 +251,62 @@ class Colorizer(nn.Module):
     self.global_ = Global(name='global', **block)
     self.mid_level = MidLevel(**block)
     self.fusion = Fusion(**block)
-    self.colorization = Colorization(**block)
-    self.classifier = Classifier(num_classes=self.num_classes, **block)
+    self.colorization = Colorization(bins=self.bins, **block)
+    if self.encoder:
+      self.scene_encoder = encoder_lib.SceneEncoder(
+          self.encoder, self.encoder_trainable, self.kernels, name='encoder')
+      self.encoder_projection = DenseBN(scaled(GLOBAL_FC[2], self.width), self.dtype,
+                                        self.param_dtype, self.axis_name)
+    else:
+      self.classifier = Classifier(num_classes=self.num_classes, **block)
 
   def __call__(self, l_BxHxWx1, l_global_BxGxGx1=None, train=False):
     low = self.low_level(l_BxHxWx1, train)
     shared = l_global_BxGxGx1 is None
     low_global = low if shared else self.low_level(l_global_BxGxGx1, train)
+    l_global = l_BxHxWx1 if shared else l_global_BxGxGx1
+    scene, fusion = self._global(low_global, l_global, train)
+    ab_half = self._colorize(low, fusion, train)
+    return ab_half, self.classify(scene, train)
+
+  def _global(self, low_global, l_global, train):
+    """(what `classify` reads, the vector fused into every local position)."""
     global_512, global_256 = self.global_(low_global, train)
-    ab_half = self._colorize(low, global_256, train)
-    return ab_half, self.classify(global_512, train)
+    if not self.encoder:
+      return global_512, global_256
+    pooled = self.scene_encoder(l_global, train)
+    projected = self.encoder_projection(pooled, train)
+    return pooled, jnp.concatenate([global_256, projected.astype(global_256.dtype)], -1)
 
   def _colorize(self, low, global_256, train):
     fused = self.fusion(self.mid_level(low, train), global_256, train)
     return self.colorization(fused, train)
 
   def global_features(self, l_global_BxGxGx1, train=False):
-    """The global path: (B x 512w for the classifier, B x 256w for the fusion)."""
-    return self.global_(self.low_level(l_global_BxGxGx1, train), train)
+    """The global path: (what `classify` reads: B x 512w, or the encoder's B x 1280;
+    the vector for the fusion: B x 256w, plus the encoder's B x 256w)."""
+    return self._global(self.low_level(l_global_BxGxGx1, train), l_global_BxGxGx1, train)
 
   def local_path(self, l_BxHxWx1, global_256, train=False):
     """The local path given the global vector: ab at H/2 x W/2."""
     return self._colorize(self.low_level(l_BxHxWx1, train), global_256, train)
 
-  def classify(self, global_512, train=False):
-    return self.classifier(global_512, train)
+  def classify(self, scene, train=False):
+    if self.encoder:
+      return self.scene_encoder.classify(scene)
+    return self.classifier(scene, train)
 
 
 def from_config(model_config, **overrides):
-  """A Colorizer from a config's `model` section (width, num_classes, dtypes)."""
+  """A Colorizer from a config's `model` section (width, num_classes, dtypes, and
+  the optional head and encoder; checkpoints from before them have neither)."""
+  head = model_config.get('head', 'regression')
   return Colorizer(width=model_config.width, num_classes=model_config.num_classes,
                    dtype=jnp.dtype(model_config.get('dtype', 'float32')),
                    param_dtype=jnp.dtype(model_config.get('param_dtype', 'float32')),
+                   bins=bins_lib.num_bins() if head == 'bins' else 0,
+                   encoder=model_config.get('encoder', ''),
+                   encoder_trainable=model_config.get('encoder_trainable', False),
                    **overrides)
 
 

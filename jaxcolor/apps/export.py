@@ -132,6 +132,9 @@ def export(source, file_format, output, overwrite=False):
     _require('onnx')  # before loading the checkpoint
   variables, model_config, class_names = (
       source if isinstance(source, tuple) else checkpoint.load(source))
+  if model_config.get('head', 'regression') != 'regression' or model_config.get('encoder'):
+    raise ExportError('only models with the paper\'s colour head and no pretrained encoder '
+                      'can be exported so far')
   folded = folding.fold(variables)
   metadata = describe(model_config, class_names, file_format)
   if file_format == 'stablehlo':

@@ -138,6 +138,7 @@ class VideoColorizer:
     `batch_size`: frames per step, None picks one per resolution."""
     self.model, self.variables = predictor.model, predictor.variables
     self.global_size = predictor.global_size
+    self.temperature = predictor.temperature  # a bins model's (inference.to_chrominance)
     self.batch_size = batch_size
     self.trace_count = 0  # how often the step was traced (tests read it)
     self._step = jax.jit(self._step_traced)
@@ -166,7 +167,8 @@ class VideoColorizer:
     shared, global_last, count = smooth_over_shots(global_256.astype(jnp.float32), cuts, state,
                                                    stability)
     local = jax.vmap(inference.pad_to_stride)(l_BxHxWx1)
-    ab_half = self.model.apply(variables, local, shared, method='local_path')
+    ab_half = inference.to_chrominance(
+        self.model.apply(variables, local, shared, method='local_path'), self.temperature)
     ab_half, ab_last, l_last = filter_still(ab_half.astype(jnp.float32),
                                             jax.vmap(blurred_half)(local), cuts, state,
                                             stability)

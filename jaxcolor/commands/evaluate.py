@@ -20,7 +20,6 @@ import jaxcolor
 from jaxcolor.apps import evaluation
 from jaxcolor import checkpoint
 from jaxcolor.commands import options
-from jaxcolor import inference
 
 METHODS = (('model', 'model'), ('greyscale', 'greyscale baseline (a*b* = 0)'),
            ('mean_ab', 'constant mean a*b* baseline'))
@@ -39,6 +38,7 @@ def parse_args(argv):
   parser.add_argument('--sheet-rows', type=int, default=24)
   parser.add_argument('--teacher', help='folder of a .tflite ImageNet classifier, e.g. '
                       '../shared/models/mobilenet_v2_imagenet (needs ai-edge-litert)')
+  options.add_temperature(parser)
   options.add_strength(parser, 'score the colours at this strength, as infer.py --strength S '
                       '(default %(default)s)')
   parser.add_argument('--overwrite', action='store_true', help='replace earlier results')
@@ -85,8 +85,8 @@ def main(argv=None):
     return 2
   try:
     model_path = checkpoint.model_or_bundled(args.checkpoint, 'evaluate.py --folder PHOTOS')
-    predictor = inference.Predictor.for_command(model_path)
-  except checkpoint.CheckpointError as e:
+    predictor = options.load_predictor(args, 'evaluate.py --folder PHOTOS')
+  except (checkpoint.CheckpointError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   photos, skipped = evaluation.load_colour_photos(args.folder, args.max_side, skip=output)
@@ -98,7 +98,7 @@ def main(argv=None):
   teacher = load_teacher(args.teacher) if args.teacher else None
   results, outputs = evaluation.evaluate(predictor, photos, teacher, args.strength)
   results['protocol'] = {'folder': str(args.folder), 'max_side': args.max_side,
-                         'strength': args.strength,
+                         'strength': args.strength, 'temperature': args.temperature,
                          'checkpoint': str(model_path),
                          'teacher': args.teacher, 'skipped': skipped}
   output.mkdir(parents=True, exist_ok=True)

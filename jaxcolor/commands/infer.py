@@ -26,6 +26,7 @@ from jaxcolor.commands import options
 from jaxcolor import images
 from jaxcolor import inference
 
+
 def parse_args(argv):
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -48,6 +49,7 @@ def parse_args(argv):
                       help='print the N likeliest scene labels of each image')
   options.add_strength(parser, 'colour strength: 0 grey, 1 the model\'s colours, up to '
                       f'{color.MAX_STRENGTH:g} more saturated (default: %(default)s)')
+  options.add_temperature(parser)
   parser.add_argument('--side-by-side', action='store_true',
                       help='write the grey input and the colorized result side by side')
   parser.add_argument('--overwrite', action='store_true',
@@ -106,9 +108,10 @@ def main(argv=None):
     print(f'error: {e}', file=sys.stderr)
     return 2
   try:
-    predictor = inference.Predictor.for_command(args.checkpoint, tile=args.tile or None)
+    predictor = options.load_predictor(args, 'infer.py --image photo.jpg',
+                                       tile=args.tile or None)
     style_l = images.load_luminance(args.style, args.max_pixels).l if args.style else None
-  except (checkpoint.CheckpointError, images.ImageError) as e:
+  except (checkpoint.CheckpointError, images.ImageError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   failures = batch.colorize_files(predictor, plan, style_l, args.topk, args.side_by_side,

@@ -2,7 +2,9 @@
 import argparse
 import sys
 
+from jaxcolor import bins
 from jaxcolor import color
+from jaxcolor import inference
 
 CHECKPOINT_HELP = ("a checkpoint folder, or a training run's checkpoints/ (its newest "
                    'step); default: the bundled model')
@@ -23,6 +25,23 @@ def strength(text):
 
 def add_strength(parser, help_text):
   parser.add_argument('--strength', type=strength, default=1.0, metavar='S', help=help_text)
+
+
+def add_temperature(parser):
+  """--temperature; None keeps the model's default (bins.TEMPERATURE)."""
+  parser.add_argument('--temperature', type=float, metavar='T',
+                      help='for a model with a colour-distribution head: from 1 (the mean '
+                           'colour: safe, pale) towards 0 (the likeliest: vivid, patchy); '
+                           f'default {bins.TEMPERATURE:g}')
+
+
+def load_predictor(args, command, **options):
+  """The Predictor of `--checkpoint` (or the bundled model) with `--temperature`
+  applied; raises checkpoint.CheckpointError or ValueError (a model without bins)."""
+  predictor = inference.Predictor.for_command(args.checkpoint, command=command, **options)
+  if args.temperature is not None:
+    predictor.set_temperature(args.temperature)
+  return predictor
 
 
 def error(message):

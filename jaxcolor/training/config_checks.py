@@ -6,12 +6,14 @@ import os
 
 import jax
 
+from jaxcolor import encoder as encoder_lib
 from jaxcolor import model as model_lib
 from jaxcolor import teacher
 
 SOURCES = ('places365', 'folder', 'mix')
 LABELS = ('none', 'source', 'teacher', 'teacher_soft')
 GLOBAL_VIEWS = ('crop', 'photo')
+HEADS = ('regression', 'bins')
 
 
 class ConfigError(ValueError):
@@ -38,6 +40,13 @@ def check(config, process_count=None, local_device_count=None):
            model.global_size % model_lib.GLOBAL_STRIDE == 0, 'model.global_size',
            model.global_size,
            f"must be a positive multiple of {model_lib.GLOBAL_STRIDE}, the global path's stride")
+  _require(model.get('head', 'regression') in HEADS, 'model.head', model.get('head'),
+           f'must be one of {HEADS}')
+  _require(model.get('encoder', '') in ('', *encoder_lib.ENCODERS), 'model.encoder',
+           model.get('encoder'), f"must be '' or one of {encoder_lib.ENCODERS}")
+  _require(not model.get('encoder') or data.get('labels', 'source') == 'none', 'data.labels',
+           data.get('labels'), "must be 'none' with an encoder: its ImageNet classifier names "
+           'the scenes')
   hosts = process_count or jax.process_count()
   devices = local_device_count or jax.local_device_count()
   _require(config.batch_size > 0 and config.batch_size % (hosts * devices) == 0, 'batch_size',

@@ -14,7 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxcolor import bins as bins_lib
 from jaxcolor import color
+from jaxcolor import encoder as encoder_lib
+from jaxcolor import inference
 from jaxcolor import model as model_lib
 from jaxcolor import ops
 from jaxcolor.training import rarity
@@ -35,6 +38,8 @@ def create_train_state(config, rng, kernels=None):
   size = config.model.global_size
   variables = jax.jit(model.init, static_argnames='train')(
       rng, jnp.zeros((1, size, size, 1)), train=False)
+  if model.encoder:
+    variables = encoder_lib.with_pretrained(variables)
   tx = adadelta(config.learning_rate, rho=config.adadelta_rho, eps=config.adadelta_eps)
   return TrainState.create(apply_fn=model.apply, params=variables['params'], tx=tx,
                            batch_stats=variables['batch_stats'])
@@ -95,53 +100,66 @@ def _forward(state, params, batch, global_size, train):
   return state.apply_fn(variables, batch['l'], l_global, train=False), {}
 
 
-def _loss_sums(ab_half, logits, batch, weight_B, ab_weights=None):
-  """Per-device sums of squared a*b* error and cross-entropy, and their counts.
+def _loss_sums(output, logits, batch, weight_B, ab_weights=None):
+  """Per-device sums of the colour loss, squared a*b* error and cross-entropy, and
+  their counts.
 
-  The cross-entropy is against each example's target distribution
-  (label_probs over label_ids: one class for hard labels, the teacher's top
-  classes for soft ones); examples with all-zero probabilities have no label.
-  With `ab_weights` (a `rarity.weights` table) each pixel's squared error is
-  weighted by the rarity of its true colour.
+  The colour loss is the squared a*b* error (the paper's head), or the
+  cross-entropy against soft-encoded bins (`bins` head; its squared error is that
+  of the distribution's mean, for comparison). The scene cross-entropy is against
+  each example's target distribution (label_probs over label_ids: one class for
+  hard labels, the teacher's top classes for soft ones); examples with all-zero
+  probabilities have no label. With `ab_weights` (a `rarity.weights` table)
+  each pixel's squared error is weighted by the rarity of its true colour.
   """
   target = half_resolution(batch['ab'])
+  ab_half = inference.to_chrominance(output, temperature=1.0)
   squared_BxHxWx2 = (ab_half - target) ** 2
   if ab_weights is not None:
     squared_BxHxWx2 *= rarity.pixel_weights(target, ab_weights)[..., None]
   squared = jnp.sum(weight_B[:, None, None, None] * squared_BxHxWx2)
+  if output.shape[-1] == 2:
+    colour, colour_count = squared, jnp.sum(weight_B) * target[0].size
+  else:
+    per_pixel = bins_lib.cross_entropy(output, color.denormalize_ab(target), mean=False)
+    colour = jnp.sum(weight_B[:, None, None] * per_pixel)
+    colour_count = jnp.sum(weight_B) * per_pixel[0].size
   probs_BxK = batch['label_probs']
   labelled_B = weight_B * (jnp.sum(probs_BxK, -1) > 0)
   log_p_BxK = jnp.take_along_axis(jax.nn.log_softmax(logits), batch['label_ids'], axis=-1)
   xent = -jnp.sum(labelled_B[:, None] * probs_BxK * log_p_BxK)
   correct = jnp.sum(labelled_B * (jnp.argmax(logits, -1) == batch['label']))
-  return {'squared': squared, 'xent': xent, 'correct': correct,
-          'pixels': jnp.sum(weight_B) * target[0].size, 'labelled': jnp.sum(labelled_B)}
+  return {'colour': colour, 'colour_count': colour_count, 'squared': squared, 'xent': xent,
+          'correct': correct, 'pixels': jnp.sum(weight_B) * target[0].size,
+          'labelled': jnp.sum(labelled_B)}
 
 
 def summarize(totals, alpha):
   """Means from summed counts (of one step, or of many eval batches)."""
   labelled = jnp.maximum(totals['labelled'], 1)
   means = {'mse': totals['squared'] / totals['pixels'], 'xent': totals['xent'] / labelled,
-           'accuracy': totals['correct'] / labelled}
-  means['loss'] = means['mse'] + alpha * means['xent']
+           'accuracy': totals['correct'] / labelled,
+           'colour_loss': totals['colour'] / totals['colour_count']}
+  means['loss'] = means['colour_loss'] + alpha * means['xent']
   if 'psnr' in totals:
     means['psnr'] = totals['psnr'] / totals['images']
   return means
 
 
 def train_step(state, batch, *, alpha, global_size, ab_weights=None):
-  """One Adadelta step on MSE(a*b*) + alpha * cross-entropy (labelled examples only);
-  the MSE weighted by colour rarity when `ab_weights` is given."""
+  """One Adadelta step on the colour loss (MSE of a*b*, or the bins' cross-entropy)
+  + alpha * the scene cross-entropy (labelled examples only); the MSE weighted by
+  colour rarity when `ab_weights` is given."""
   weight_B = jnp.ones(batch['l'].shape[0])
 
   def loss_fn(params):
-    (ab_half, logits), updates = _forward(state, params, batch, global_size, train=True)
-    sums = _loss_sums(ab_half, logits, batch, weight_B, ab_weights)
+    (output, logits), updates = _forward(state, params, batch, global_size, train=True)
+    sums = _loss_sums(output, logits, batch, weight_B, ab_weights)
     # Normalised by global counts, so the psum of per-device gradients is the
     # gradient of the global-batch loss.
-    pixels = jax.lax.psum(sums['pixels'], AXIS)
+    count = jax.lax.psum(sums['colour_count'], AXIS)
     labelled = jnp.maximum(jax.lax.psum(sums['labelled'], AXIS), 1)
-    loss = sums['squared'] / pixels + alpha * sums['xent'] / labelled
+    loss = sums['colour'] / count + alpha * sums['xent'] / labelled
     return loss, (sums, updates['batch_stats'])
 
   (_, (sums, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -163,11 +181,12 @@ def eval_step(state, batch, *, alpha, global_size):
   the sums of many batches to `summarize`.
   """
   del alpha  # the same signature as train_step
-  (ab_half, logits), _ = _forward(state, state.params, batch, global_size, train=False)
+  (output, logits), _ = _forward(state, state.params, batch, global_size, train=False)
   weight_B = batch['weight']
-  sums = _loss_sums(ab_half, logits, batch, weight_B)
+  sums = _loss_sums(output, logits, batch, weight_B)
   b, h, w, _ = batch['ab'].shape
-  ab = jax.image.resize(ab_half, (b, h, w, 2), 'linear')
+  ab = jax.image.resize(inference.to_chrominance(output, bins_lib.TEMPERATURE), (b, h, w, 2),
+                        'linear')  # as inference does
   predicted = color.network_to_rgb(batch['l'], ab)
   truth = color.network_to_rgb(batch['l'], batch['ab'])
   mse_B = jnp.mean((predicted - truth) ** 2, axis=(1, 2, 3))

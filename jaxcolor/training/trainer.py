@@ -24,6 +24,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxcolor import checkpoint
+from jaxcolor import encoder as encoder_lib
 from jaxcolor import progress
 from jaxcolor.training import config_checks
 from jaxcolor.training import input_pipeline
@@ -48,9 +49,12 @@ def _padded_eval_batch(batch, size):
 
 
 def _model_config(config, info):
-  """The config's model section, with the number of classes the data has."""
+  """The config's model section, with the number of classes the data (or the
+  pretrained encoder, which names the scenes then) has."""
   model_config = config.model.copy_and_resolve_references()
-  if info.num_classes and info.num_classes != model_config.num_classes:
+  if model_config.get('encoder'):
+    model_config.num_classes = len(encoder_lib.class_names())
+  elif info.num_classes and info.num_classes != model_config.num_classes:
     logging.info('The data has %d classes; using that instead of model.num_classes=%d',
                  info.num_classes, model_config.num_classes)
     model_config.num_classes = info.num_classes
@@ -246,6 +250,7 @@ def train_and_evaluate(config, workdir):
   workdir.mkdir(parents=True, exist_ok=True)
   train_parts, val_parts, info = input_pipeline.build_datasets(config)
   model_config = _model_config(config, info)
+  class_names = encoder_lib.class_names() if model_config.get('encoder') else info.class_names
   config = config.copy_and_resolve_references()
   config.model = model_config
 
@@ -283,7 +288,7 @@ def train_and_evaluate(config, workdir):
       if log:
         logger.train(step, {k: float(v[0]) for k, v in metrics.items()})
       if save:  # before validation: a preemption's grace period goes to saving
-        _save(manager, step, state, data_iterator, model_config, info.class_names)
+        _save(manager, step, state, data_iterator, model_config, class_names)
         logger.restart_clock(step)
       if not preempted and (step % config.eval_every_steps == 0 or
                             step == config.num_train_steps):
@@ -295,7 +300,7 @@ def train_and_evaluate(config, workdir):
       if preempted or (step < config.num_train_steps and preemption.pending()):
         if not save:  # SIGTERM came during validation
           _check_finite(metrics, step, manager)
-          _save(manager, step, state, data_iterator, model_config, info.class_names)
+          _save(manager, step, state, data_iterator, model_config, class_names)
         logger.say(f'stopped by SIGTERM at step {step}; checkpoint saved in '
                    f'{manager.directory}. Rerun the same command to resume.')
         break

@@ -1,0 +1,78 @@
+"""Quantised a*b* colours (Zhang, Isola and Efros 2016): the bins, soft targets,
+decoding a distribution into one colour.
+
+A pixel's colour becomes a distribution over Q bins of the a*b* plane: squares of
+GRID units whose centres are multiples of GRID, kept when some sRGB colour falls in
+them. Every one of the 16.7 million sRGB colours falls in one of 261 such bins at
+GRID = 10 (Zhang et al. kept 313, from the colours of ImageNet's photos, whose
+gamut is wider than sRGB). Training targets spread each true colour over its
+nearest bins (`soft_targets`); inference turns a predicted distribution back into
+one colour by the annealed mean (`decode`), whose temperature is a dial from the
+mean (T = 1: safe, pale) to the mode (T -> 0: vivid, patchy).
+"""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxcolor import color
+
+GRID = 10.0
+NEIGHBOURS = 5   # soft targets: the true colour's nearest bins ...
+SIGMA = 5.0      # ... weighted by a Gaussian of their distance (a*b* units)
+TEMPERATURE = 0.38  # Zhang et al.'s default for decoding
+MAX_TEMPERATURE = 1.0  # the distribution's mean; above it colours only get paler
+
+
+@functools.cache
+def centres():
+  """Q x 2 float32 a*b* centres of the bins that hold sRGB colours, in a fixed order."""
+  levels = np.linspace(0.0, 1.0, 64)  # every 4th 8-bit level reaches every bin the 256 do
+  rgb = np.stack(np.meshgrid(levels, levels, levels, indexing='ij'), -1).reshape(-1, 3)
+  ab = color.rgb_to_lab(rgb)[:, 1:]
+  cells = np.unique(np.round(ab / GRID).astype(np.int32), axis=0)
+  return (cells * GRID).astype(np.float32)
+
+
+def num_bins():
+  return len(centres())
+
+
+def soft_targets(ab_Nx2):
+  """True a*b* (N x 2, or any ... x 2) -> (bin indices ... x K, weights ... x K
+  summing to 1): the NEIGHBOURS nearest bins, Gaussian-weighted by distance."""
+  c_Qx2 = jnp.asarray(centres())
+  d2 = jnp.sum((ab_Nx2[..., None, :] - c_Qx2) ** 2, axis=-1)  # ... x Q
+  neg_d2, index = jax.lax.top_k(-d2, NEIGHBOURS)
+  weights = jax.nn.softmax(neg_d2 / (2 * SIGMA ** 2), axis=-1)
+  return index, weights
+
+
+def cross_entropy(logits_xQ, ab_x2, mean=True):
+  """-sum_q target_q log p_q per pixel (...), or its mean; the targets are
+  soft_targets(ab), ab the true a*b* (... x 2)."""
+  log_p = jax.nn.log_softmax(logits_xQ.astype(jnp.float32), axis=-1)
+  index, weights = soft_targets(ab_x2.astype(jnp.float32))
+  per_pixel = -jnp.sum(weights * jnp.take_along_axis(log_p, index, axis=-1), axis=-1)
+  return jnp.mean(per_pixel) if mean else per_pixel
+
+
+def nearest(ab_x2):
+  """The index of the nearest bin of each a*b* (... x 2) -> (...)."""
+  c_Qx2 = jnp.asarray(centres())
+  return jnp.argmin(jnp.sum((ab_x2[..., None, :] - c_Qx2) ** 2, axis=-1), axis=-1)
+
+
+def decode(logits_xQ, temperature):
+  """Annealed mean: a*b* (... x 2) = sum_q softmax(log p / T)_q centre_q.
+  `temperature` may be traced (no recompilation per value); T = 1 is the mean of
+  the distribution, T -> 0 its mode."""
+  t = jnp.maximum(jnp.asarray(temperature, jnp.float32), 1e-3)
+  p = jax.nn.softmax(logits_xQ.astype(jnp.float32) / t, axis=-1)
+  return p @ jnp.asarray(centres())
+
+
+def probabilities(logits_xQ):
+  """The predicted distribution over the bins (T = 1)."""
+  return jax.nn.softmax(logits_xQ.astype(jnp.float32), axis=-1)
