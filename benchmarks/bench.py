@@ -156,10 +156,10 @@ def child(args):
 
 
 def run_child(size, env=None, tile=inference.DEFAULT_TILE):
-  out = subprocess.run([sys.executable, __file__, '--child-size', str(size),
+  out = subprocess.run([sys.executable, '-m', 'benchmarks.bench', '--child-size', str(size),
                         '--child-tile', str(tile or 0)],
                        capture_output=True, text=True, env={**os.environ, **(env or {})},
-                       check=True).stdout
+                       cwd=ROOT, check=True).stdout
   return json.loads(out.strip().splitlines()[-1])
 
 

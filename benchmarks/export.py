@@ -7,7 +7,7 @@ Exports the model as StableHLO and as ONNX (file sizes), then on a real photo
 (examples/, its lightness resized to each size, and an odd size) times one
 colorization three ways, alternating call by call so a shared machine's drift
 hits all three alike: Predictor's whole call, the ONNX file in onnxruntime on
-CPU, and the StableHLO file in jax (both through `jaxcolor.export`'s loaders,
+CPU, and the StableHLO file in jax (both through `jaxcolor.apps.export`'s loaders,
 as the README's examples run them). Also reports each file's largest sRGB
 difference from Predictor, in 8-bit levels.
 """

@@ -3,7 +3,7 @@
   python -m benchmarks.video        # 5-7 min on 2 busy cores: a table and a JSON line
   python -m benchmarks.video --frames 16 --height 240 --width 428   # a quick look
 
-Clips (jaxcolor/video_clips.py) are made from scikit-image's colour photos: a
+Clips (benchmarks/video_clips.py) are made from scikit-image's colour photos: a
 pan, a zoom, a cut between two photos, and a still shot with a cut-out of
 another photo crossing it; their lightness has film grain and brightness
 flicker. The bundled model colorizes each at stability 0 (frame by frame) and

@@ -5,6 +5,8 @@ Variants import this and override a few fields. Run:
 """
 import ml_collections
 
+from jaxcolor import images
+
 
 def get_config():
   config = ml_collections.ConfigDict()
@@ -46,7 +48,7 @@ def get_config():
   # validation set 'holdout/<name>'. See configs/mix.py.
   config.data.sources = ml_collections.ConfigDict()
   config.data.folder_max_short_side = 256  # source='folder': stored downscaled (0 = as is)
-  config.data.grey_threshold = 0.05   # skip photos whose 99th-percentile chroma is below
+  config.data.grey_threshold = images.GREY_THRESHOLD  # skip photos whose chroma score is below
   config.data.crop_size = 224         # random crops of this size (+ horizontal flips)
   # What the global path sees in training: 'crop' (the crop, resized to global
   # size) or 'photo' (the whole photo squashed to global size, as at inference).

@@ -73,6 +73,13 @@ def decode(logits_xQ, temperature):
   return p @ jnp.asarray(centres())
 
 
+def likeliest(probabilities_Q, k=3):
+  """The k likeliest colours of one pixel's distribution, as [(a*, b*, probability)],
+  best first: what a colour-hint tool can offer to pick from."""
+  order = np.argsort(probabilities_Q)[::-1][:k]
+  return [(*map(float, centres()[i]), float(probabilities_Q[i])) for i in order]
+
+
 def probabilities(logits_xQ):
   """The predicted distribution over the bins (T = 1)."""
   return jax.nn.softmax(logits_xQ.astype(jnp.float32), axis=-1)

@@ -23,6 +23,7 @@ import numpy as np
 from jaxcolor import bins
 from jaxcolor import checkpoint
 from jaxcolor import color
+from jaxcolor import encoder
 from jaxcolor import model as model_lib
 from jaxcolor import ops
 
@@ -187,9 +188,12 @@ class Predictor:
     self.global_size = model_config.global_size
     self.variables = model_lib.with_winograd_kernels(self.model, variables, self.global_size)
     self.class_names = list(class_names or [])  # empty: trained without scene labels
+    # A pretrained encoder's labels are shown only when confident (encoder.py).
+    self.label_confidence = encoder.LABEL_CONFIDENCE if self.model.encoder else 0.0
     self.trace_count = 0  # how often the colorize function was traced (tests read it)
     self.temperature = bins.TEMPERATURE  # a bins model's default (set_temperature)
     self._colorize = jax.jit(self._colorize_traced)
+    self._distribution = jax.jit(self._distribution_traced)
     self._to_global = jax.jit(functools.partial(resize_to_square, size=self.global_size))
 
   @classmethod
@@ -202,7 +206,9 @@ class Predictor:
     with the compilation cache on. Raises checkpoint.CheckpointError."""
     path = checkpoint.model_or_bundled(path, command)
     enable_compilation_cache()
-    return cls.from_checkpoint(path, tile=tile)
+    predictor = cls.from_checkpoint(path, tile=tile)
+    predictor.path = path  # what it was loaded from (evaluate.py records it)
+    return predictor
 
   @property
   def has_bins(self):
@@ -221,6 +227,32 @@ class Predictor:
     return (color.network_to_rgb(l_HxWx1, ab01), color.denormalize_ab(ab01),
             jax.nn.softmax(logits))
 
+  def _global_input(self, l_HxWx1, style_l):
+    """The global path's G x G input, or None when the image is it (one trunk run)."""
+    if style_l is None and l_HxWx1.shape[:2] == (self.global_size,) * 2:
+      return None
+    source = l_HxWx1 if style_l is None else jnp.asarray(style_l, jnp.float32)[..., None]
+    return self._to_global(source)
+
+  def _distribution_traced(self, variables, l_HxWx1, l_global_GxGx1, row, col):
+    output, _ = self.model.apply(
+        variables, pad_to_stride(l_HxWx1)[None],
+        None if l_global_GxGx1 is None else l_global_GxGx1[None], train=False)
+    return bins.probabilities(output[0, row // 2, col // 2])
+
+  def distribution(self, l_HxW, row, col, style_l=None):
+    """A bins model's predicted distribution over the a*b* bins (bins.centres())
+    at pixel (row, col) of the image: Q probabilities. The row and column are
+    traced (one compile per image size)."""
+    if not self.has_bins:
+      raise ValueError('only a model with a colour-distribution head predicts distributions')
+    height, width = l_HxW.shape
+    if not (0 <= row < height and 0 <= col < width):
+      raise ValueError(f'pixel ({row}, {col}) is outside the {width}x{height} image')
+    l_HxWx1 = jnp.asarray(l_HxW, jnp.float32)[..., None]
+    return np.asarray(self._distribution(self.variables, l_HxWx1,
+                                         self._global_input(l_HxWx1, style_l), row, col))
+
   def __call__(self, l_HxW, style_l=None, temperature=None):
     """L in [0, 1] (H x W) -> Prediction; `style_l` lends its global features.
     `temperature` (bins models only; default bins.TEMPERATURE): lower is more
@@ -228,18 +260,15 @@ class Predictor:
     temperature = jnp.float32(self.temperature if temperature is None else
                               check_temperature(temperature, self.has_bins))
     l_HxWx1 = jnp.asarray(l_HxW, jnp.float32)[..., None]
-    if style_l is None and l_HxW.shape == (self.global_size,) * 2:
-      l_global = None  # the image is the global input: one trunk run serves both
-    else:
-      source = l_HxWx1 if style_l is None else jnp.asarray(style_l, jnp.float32)[..., None]
-      l_global = self._to_global(source)
+    l_global = self._global_input(l_HxWx1, style_l)
     rgb, ab, probabilities = self._colorize(self.variables, l_HxWx1, l_global, temperature)
     return Prediction(np.asarray(rgb), np.asarray(probabilities), np.asarray(ab))
 
   def top_k(self, probabilities, k):
-    """The k likeliest scenes as (class name, probability), best first; [] for a
-    model trained without scene labels."""
+    """The k likeliest scenes as (class name, probability), best first, at least
+    `label_confidence` likely; [] for a model trained without scene labels."""
     if not self.class_names:
       return []
     order = np.argsort(probabilities)[::-1][:k]
-    return [(self.class_names[i], float(probabilities[i])) for i in order]
+    return [(self.class_names[i], float(probabilities[i])) for i in order
+            if probabilities[i] >= self.label_confidence]

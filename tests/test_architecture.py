@@ -13,7 +13,7 @@ OPTIONAL = {'av', 'onnx', 'onnxruntime', 'starlette', 'uvicorn', 'multipart', 'a
 def layer(module):
   """'core', 'training', 'apps' or 'commands' of a dotted jaxcolor module name."""
   parts = module.split('.')
-  return parts[1] if len(parts) > 2 and parts[1] in ('training', 'apps', 'commands') else 'core'
+  return parts[1] if len(parts) >= 2 and parts[1] in ('training', 'apps', 'commands') else 'core'
 
 
 def imports(path):
@@ -23,7 +23,8 @@ def imports(path):
   for node in ast.walk(tree):
     if isinstance(node, ast.Import):
       found = [alias.name for alias in node.names]
-    elif isinstance(node, ast.ImportFrom) and node.module:
+    elif isinstance(node, ast.ImportFrom):
+      assert node.level == 0, f'{path}: relative import (the rules read absolute ones)'
       found = [f'{node.module}.{alias.name}' for alias in node.names]
     else:
       continue

@@ -7,9 +7,9 @@ from PIL import Image
 from skimage.metrics import structural_similarity
 
 from conftest import photo
-from jaxcolor.commands import evaluate
 from jaxcolor.apps import evaluation
 from jaxcolor import color
+from jaxcolor.commands import evaluate
 from jaxcolor import inference
 
 

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from conftest import photo
-from jaxcolor.commands import infer
 from jaxcolor.apps import batch
 from jaxcolor import checkpoint
+from jaxcolor.commands import infer
 from jaxcolor import inference
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

@@ -2,6 +2,7 @@
 bundled model and the web page's files, and colorizes from another folder."""
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -19,8 +20,12 @@ def run(*command, cwd, env=None):
 
 
 def test_wheel_installs_and_colorizes_from_another_folder(tmp_path):
+  # Built from a copy: pip builds in the source tree, where an old build/ could leak in.
+  source = tmp_path / 'source'
+  shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+      '.git', 'build', '*.egg-info', '__pycache__', '.pytest_cache', 'runs', 'colorized'))
   run(sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '--quiet',
-      '--wheel-dir', tmp_path / 'wheels', ROOT, cwd=tmp_path)
+      '--wheel-dir', tmp_path / 'wheels', source, cwd=tmp_path)
   wheel, = (tmp_path / 'wheels').glob('jaxcolor-*.whl')
   # The dependencies are this machine's (system site-packages, as the test
   # requirements installed them); jaxcolor itself only from the wheel.

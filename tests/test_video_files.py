@@ -13,8 +13,8 @@ av = pytest.importorskip('av', reason='PyAV is not installed: pip install -r '
                                       'requirements-video.txt')
 
 from conftest import photo
-from jaxcolor.commands import infer
 from jaxcolor import color
+from jaxcolor.commands import infer
 from benchmarks import video_clips
 from jaxcolor.apps import video_io
 from test_infer_cli import run_infer

@@ -27,9 +27,9 @@ pytest.importorskip('starlette', reason='the web page needs pip install -r requi
 from starlette import exceptions
 
 from conftest import photo
-from jaxcolor.commands import infer
 from jaxcolor.apps.web import app
 from jaxcolor import color
+from jaxcolor.commands import infer
 from jaxcolor import images
 from test_images import png_header_claiming
 import web_server
@@ -156,6 +156,8 @@ def test_hostile_files_get_an_error_naming_the_file_and_the_problem(server, name
     ({'strength': 'strong'}, {'image': ('grey.png', GOOD['grey.png'][0])}, 'strength'),
     ({'strength': '2.5'}, {'image': ('grey.png', GOOD['grey.png'][0])}, 'strength'),
     ({'strength': 'nan'}, {'image': ('grey.png', GOOD['grey.png'][0])}, 'strength'),
+    ({'temperature': '0.5'}, {'image': ('grey.png', GOOD['grey.png'][0])},
+     'colour-distribution head'),  # the tiny model predicts colours directly
     ({}, {'image': ('grey.png', GOOD['grey.png'][0]), 'style': ('mood.jpg', b'no')},
      'mood.jpg: not an image'),
 ])
@@ -388,6 +390,7 @@ def test_the_default_limits(one_place_server):
   info = json.loads(body)
   assert (info['max_pixels'], info['max_upload_bytes'], info['max_queue']) == (
       5000 * 5000, 64 * 2**20, 1)
+  assert (info['max_strength'], info['temperature'], info['max_temperature']) == (2, None, 1)
   status, message = one_place_server.error(
       '/api/colorize', {'image': ('flat.png', png_header_claiming(5001, 5000))})
   assert status == 413 and 'limit of 25000000' in message

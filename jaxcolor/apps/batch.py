@@ -141,6 +141,8 @@ def colorize_files(predictor, plan, style_l=None, top_k=0, side_by_side=False,
       continue
     labels = ', '.join(f'{name} {p:.0%}'
                        for name, p in predictor.top_k(prediction.probabilities, top_k))
+    if top_k and predictor.class_names and not labels:
+      labels = 'no confident scene'
     print(f'{source} -> {target}' + (f'  [{labels}]' if labels else ''), file=out)
   reporter.clear()
   return failures

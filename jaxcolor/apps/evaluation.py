@@ -103,7 +103,7 @@ def evaluate(predictor, photos, teacher=None, strength=1.0):
   (color.with_strength).
 
   With `teacher` (224x224 uint8 RGB -> class probabilities, see
-  datasets/teacher.py), also Zhang et al. 2016's test: does the teacher name
+  jaxcolor/teacher.py), also Zhang et al. 2016's test: does the teacher name
   the colorized photo (and the grey one) as it names the original?
   """
   labs = [color.rgb_to_lab(p.rgb) for p in photos]

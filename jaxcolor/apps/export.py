@@ -37,7 +37,7 @@ from jaxcolor import inference
 FORMATS = ('stablehlo', 'onnx')
 # jax.export lowers for these platforms; the file runs on any of them.
 PLATFORMS = ('cpu', 'cuda', 'rocm', 'tpu')
-INSTALL = 'pip install -r requirements-export.txt'
+INSTALL = "pip install 'jaxcolor[export]' (in a clone: pip install -r requirements-export.txt)"
 
 
 class ExportError(Exception):
@@ -117,9 +117,9 @@ def outputs_for(output, file_format):
   return [output]
 
 
-def export(source, file_format, output, overwrite=False):
-  """Writes a model as `file_format`; returns the files written. `source` is a
-  checkpoint's path, or what checkpoint.load returned for one."""
+def check_outputs(file_format, output, overwrite=False):
+  """The files an export of `file_format` to `output` writes, or ExportError saying
+  why it cannot (run before loading a checkpoint: a quick refusal)."""
   if file_format not in FORMATS:
     raise ExportError(f'format {file_format!r}: expected one of {", ".join(FORMATS)}')
   paths = outputs_for(output, file_format)
@@ -129,7 +129,14 @@ def export(source, file_format, output, overwrite=False):
     if path.exists():
       raise ExportError(files.already_exists(path))
   if file_format == 'onnx':
-    _require('onnx')  # before loading the checkpoint
+    _require('onnx')
+  return paths
+
+
+def export(source, file_format, output, overwrite=False):
+  """Writes a model as `file_format`; returns the files written. `source` is a
+  checkpoint's path, or what checkpoint.load returned for one."""
+  paths = check_outputs(file_format, output, overwrite)
   variables, model_config, class_names = (
       source if isinstance(source, tuple) else checkpoint.load(source))
   if model_config.get('head', 'regression') != 'regression' or model_config.get('encoder'):

@@ -26,7 +26,7 @@ from jaxcolor import files
 from jaxcolor import images
 from jaxcolor import progress
 
-INSTALL = 'pip install -r requirements-video.txt'
+INSTALL = "pip install 'jaxcolor[video]' (in a clone: pip install -r requirements-video.txt)"
 OUTPUT_SUFFIXES = ('.mp4', '.m4v', '.mov', '.mkv')
 ENCODER_OPTIONS = {'crf': '18', 'preset': 'medium'}
 # Audio codecs copied as they are into .mp4/.m4v/.mov (players open them there);

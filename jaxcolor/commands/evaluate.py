@@ -68,7 +68,7 @@ def load_teacher(model_dir):
     return teacher.litert_teacher(model_dir)[0]
   except ImportError:
     raise SystemExit('error: --teacher needs ai-edge-litert: '
-                     'pip install -r requirements-label.txt') from None
+                     "pip install 'jaxcolor[label]' (in a clone: pip install -r requirements-label.txt)") from None
   except (FileNotFoundError, ValueError) as e:
     raise SystemExit(f'error: --teacher: {e}') from None
 
@@ -84,10 +84,9 @@ def main(argv=None):
           file=sys.stderr)
     return 2
   try:
-    model_path = checkpoint.model_or_bundled(args.checkpoint, 'evaluate.py --folder PHOTOS')
     predictor = options.load_predictor(args, 'evaluate.py --folder PHOTOS')
   except (checkpoint.CheckpointError, ValueError) as e:
-    print(f'error: {e}', file=sys.stderr)
+    options.error(e)
     return 2
   photos, skipped = evaluation.load_colour_photos(args.folder, args.max_side, skip=output)
   for message in skipped:
@@ -99,7 +98,7 @@ def main(argv=None):
   results, outputs = evaluation.evaluate(predictor, photos, teacher, args.strength)
   results['protocol'] = {'folder': str(args.folder), 'max_side': args.max_side,
                          'strength': args.strength, 'temperature': args.temperature,
-                         'checkpoint': str(model_path),
+                         'checkpoint': str(predictor.path),
                          'teacher': args.teacher, 'skipped': skipped}
   output.mkdir(parents=True, exist_ok=True)
   results_path.write_text(json.dumps(results, indent=1))

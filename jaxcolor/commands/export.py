@@ -37,6 +37,7 @@ def main(argv=None):
   args = parse_args(argv)
   jaxcolor.enable_fast_cpu_convolutions()  # for --verify's jaxcolor run, as infer.py
   try:
+    export.check_outputs(args.format, args.output, args.overwrite)  # before the slow load
     model = checkpoint.load(checkpoint.model_or_bundled(args.checkpoint, 'export.py'))
     paths = export.export(model, args.format, args.output, args.overwrite)
     for path in paths:

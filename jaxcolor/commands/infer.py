@@ -76,7 +76,7 @@ def colorize_video(args):
   try:
     checkpoint_dir = checkpoint.model_or_bundled(args.checkpoint)
   except checkpoint.CheckpointError as e:
-    print(f'error: {e}', file=sys.stderr)
+    options.error(e)
     return 2
   try:
     video_io.import_av()
@@ -86,7 +86,7 @@ def colorize_video(args):
                                      args.stability, args.strength, args.overwrite,
                                      args.max_pixels)
   except (checkpoint.CheckpointError, video_io.VideoError) as e:
-    print(f'error: {e}', file=sys.stderr)
+    options.error(e)
     return 1
   print(f'{args.video} -> {target} ({summary["frames"]} frames, {summary["shots"]} shots, '
         f'{summary["frames_per_second"]:.1f} frames/s)')
@@ -101,18 +101,18 @@ def main(argv=None):
     return colorize_video(args)
   inputs, problems = batch.collect_inputs(args.image, skip=args.output or batch.DEFAULT_OUTPUT)
   for problem in problems:
-    print(f'error: {problem}', file=sys.stderr)
+    options.error(problem)
   try:
     plan = batch.plan_outputs(inputs, args.output)
   except ValueError as e:
-    print(f'error: {e}', file=sys.stderr)
+    options.error(e)
     return 2
   try:
     predictor = options.load_predictor(args, 'infer.py --image photo.jpg',
                                        tile=args.tile or None)
     style_l = images.load_luminance(args.style, args.max_pixels).l if args.style else None
   except (checkpoint.CheckpointError, images.ImageError, ValueError) as e:
-    print(f'error: {e}', file=sys.stderr)
+    options.error(e)
     return 2
   failures = batch.colorize_files(predictor, plan, style_l, args.topk, args.side_by_side,
                                   args.overwrite, args.max_pixels, strength=args.strength)

@@ -9,8 +9,8 @@ Rerunning labels only the photos the file lacks. Data preparation only: colorizi
 never needs the teacher.
 """
 import argparse
-import sys
 
+from jaxcolor.commands import options
 from jaxcolor import teacher
 
 
@@ -26,7 +26,7 @@ def main(argv=None):
   try:
     classify, names = teacher.litert_teacher(args.teacher)
   except (FileNotFoundError, ValueError) as e:
-    print(f'error: {e}', file=sys.stderr)
+    options.error(e)
     return 2
   path = teacher.label_folder(args.folder, classify, names, output=args.output,
                               top_k=args.top_k, progress=lambda s: print(s, flush=True))

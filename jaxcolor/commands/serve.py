@@ -75,8 +75,8 @@ def main(argv=None):
     import uvicorn  # pylint: disable=g-import-not-at-top (optional: the web page only)
     from jaxcolor.apps.web import app as web_app  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    print(f'error: the web page needs {e.name}: pip install -r requirements-web.txt',
-          file=sys.stderr)
+    options.error(f"the web page needs {e.name}: pip install 'jaxcolor[web]' (in a clone: "
+                  'pip install -r requirements-web.txt)')
     return 2
   sock = bind(args.host, args.port)  # before the model loads: a taken port fails at once
   jaxcolor.enable_fast_cpu_convolutions()
@@ -84,7 +84,7 @@ def main(argv=None):
   try:
     predictor = inference.Predictor.for_command(args.checkpoint, command='serve.py')
   except checkpoint.CheckpointError as e:
-    print(f'error: {e}', file=sys.stderr)
+    options.error(e)
     return 2
   loopback = args.host in LOOPBACK
   app = web_app.create_app(predictor, int(args.max_upload_mb * 2**20), args.max_pixels,

@@ -19,6 +19,7 @@ from ml_collections import config_flags
 
 import jaxcolor
 from jaxcolor import checkpoint
+from jaxcolor.commands import options
 from jaxcolor.training import config_checks
 from jaxcolor.training import trainer
 
@@ -56,7 +57,7 @@ def train(argv):
   try:
     state = trainer.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except (config_checks.ConfigError, trainer.TrainingDiverged, checkpoint.CheckpointError) as e:
-    print(f'error: {e}', file=sys.stderr, flush=True)
+    options.error(e)
     return 1
   # Every process says what it ended with, so hosts can be checked to agree.
   print(f'process {jax.process_index()}: finished at step {int(state.step)}, weights '

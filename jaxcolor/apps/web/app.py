@@ -43,8 +43,10 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from jaxcolor import bins
 from jaxcolor import color
 from jaxcolor import images
+from jaxcolor import inference
 
 STATIC = pathlib.Path(__file__).parent / 'static'
 DEFAULT_MAX_UPLOAD_MB = 64
@@ -127,14 +129,26 @@ class Colorizer:
       raise HTTPException(500, f'{name}: could not be colorized (internal error; the '
                                'server log says why)') from None
 
-  def predict(self, image, style):
+  def predict(self, image, style, temperature=None):
     """(LoadedImage, Prediction, model seconds) of two Uploads (style may be None)."""
     loaded = images.load_luminance(image.data, self.max_pixels, image.name)
     style_l = (None if style is None else
                images.load_luminance(style.data, self.max_pixels, style.name).l)
     start = time.perf_counter()
-    prediction = self.predictor(loaded.l, style_l)
+    prediction = self.predictor(loaded.l, style_l, temperature)
     return loaded, prediction, time.perf_counter() - start
+
+
+def parse_temperature(fields, predictor):
+  """The optional `temperature` field as a float (None: the model's default); 400
+  for a model without a colour-distribution head or a value out of range."""
+  text = fields.get('temperature', '')
+  if not text:
+    return None
+  try:
+    return inference.check_temperature(float(text), predictor.has_bins)
+  except ValueError as e:
+    raise HTTPException(400, f'temperature={text[:20]!r}: {e}') from None
 
 
 async def read_form(request):
@@ -204,18 +218,21 @@ def create_app(predictor, max_upload_bytes=DEFAULT_MAX_UPLOAD_MB * 2**20,
   async def info(request):
     return JSONResponse({'max_upload_bytes': max_upload_bytes, 'max_pixels': max_pixels,
                          'max_queue': max_queue, 'max_strength': color.MAX_STRENGTH, 'top_k': TOP_K,
-                         'names_scenes': bool(predictor.class_names)})
+                         'names_scenes': bool(predictor.class_names),
+                         'temperature': predictor.temperature if predictor.has_bins else None,
+                         'max_temperature': bins.MAX_TEMPERATURE})
 
   async def colorize(request):
     image, style, fields = await read_form(request)
     strength = parse_strength(fields)
+    temperature = parse_temperature(fields, predictor)
     side_by_side = fields.get('side_by_side', '').lower() in ('1', 'true', 'on', 'yes')
 
     download_name = result_name(image.name)
     file_format = images.output_format(download_name)
 
     def job():
-      loaded, prediction, seconds = model.predict(image, style)
+      loaded, prediction, seconds = model.predict(image, style, temperature)
       rgb = prediction.result_rgb(loaded.l, strength, side_by_side)
       return images.encode_rgb(rgb, file_format), seconds
 
@@ -225,17 +242,21 @@ def create_app(predictor, max_upload_bytes=DEFAULT_MAX_UPLOAD_MB * 2**20,
         'Server-Timing': f'model;dur={seconds * 1000:.0f}'})
 
   async def lab(request):
-    image, style, _ = await read_form(request)
+    image, style, fields = await read_form(request)
+    temperature = parse_temperature(fields, predictor)
     download_name = result_name(image.name)
 
     def job():
-      loaded, prediction, seconds = model.predict(image, style)
+      loaded, prediction, seconds = model.predict(image, style, temperature)
+      labels = predictor.top_k(prediction.probabilities, TOP_K)
       notes = loaded.notes + (['a colour photo: colorized from its lightness only']
                               if loaded.had_colour else [])
+      if predictor.class_names and not labels:
+        notes.append('no scene is named with confidence')
       meta = {'name': image.name, 'width': loaded.l.shape[1], 'height': loaded.l.shape[0],
               'format': images.output_format(download_name), 'download_name': download_name,
               'labels': [{'name': name, 'probability': p}
-                         for name, p in predictor.top_k(prediction.probabilities, TOP_K)],
+                         for name, p in labels],
               'notes': notes, 'style': style and style.name, 'seconds': seconds}
       return lab_payload(meta, loaded.l, prediction.ab)
 

@@ -76,7 +76,7 @@ def source_specs(config):
 
 def _spec(folder, weight=1.0, holdout=0, teacher_labels='', folder_labels=True):
   folder = os.path.abspath(os.path.expanduser(folder))
-  teacher_labels = teacher_labels or os.path.join(folder, teacher.LABELS_FILE)
+  teacher_labels = os.path.expanduser(teacher_labels) or os.path.join(folder, teacher.LABELS_FILE)
   return ml_collections.ConfigDict(dict(folder=folder, weight=float(weight), holdout=int(holdout),
                                         teacher_labels=teacher_labels,
                                         folder_labels=bool(folder_labels)))

@@ -115,9 +115,17 @@ function megabytes(bytes) {
 const state = {info: null, style: null, photos: [], queue: Promise.resolve()};
 const STAGES = {upload: 'uploading', wait: 'colorizing', download: 'receiving'};
 
-// The strength range is the server's (color.MAX_STRENGTH, from /api/info).
-function setStrengthLimit(input) {
-  input.max = state.info.max_strength;
+// The controls' ranges are the server's (/api/info): colour strength always, the
+// temperature only for a model with a colour-distribution head.
+function setLimits(card) {
+  const strength = card.querySelector('.strength');
+  strength.max = state.info.max_strength;
+  strength.disabled = false;  // disabled until the server's range is known
+  const temperature = card.querySelector('.temperature');
+  temperature.max = state.info.max_temperature;
+  if (state.info.temperature !== null) temperature.value = state.info.temperature;
+  card.querySelector('.temperature-value').textContent = Number(temperature.value).toFixed(2);
+  card.querySelector('.temperature-control').hidden = state.info.temperature === null;
 }
 
 class Photo {
@@ -129,7 +137,12 @@ class Photo {
     this.$('.name').textContent = file.name;
     this.$('.close').onclick = () => this.remove();
     this.$('.divider').oninput = e => this.$('.compare').style.setProperty('--split', `${e.target.value}%`);
-    if (state.info) setStrengthLimit(this.$('.strength'));
+    if (state.info) setLimits(this.card);
+    // A new temperature decodes the distribution again: one more model run.
+    this.$('.temperature').onchange = () => this.enqueue();
+    this.$('.temperature').oninput = () => {
+      this.$('.temperature-value').textContent = Number(this.$('.temperature').value).toFixed(2);
+    };
     this.$('.strength').oninput = () => this.redraw();
     this.$('.download').onclick = () => this.download();
     document.getElementById('results').append(this.card);
@@ -176,6 +189,7 @@ class Photo {
     const form = new FormData();
     form.append('image', this.file);
     if (style) form.append('style', style);
+    this.appendTemperature(form);
     let stage = 'upload', fraction = 0;
     const tick = setInterval(() => this.progress(stage, fraction, started), 500);
     try {
@@ -244,6 +258,7 @@ class Photo {
     const form = new FormData();
     form.append('image', this.file);
     if (this.style) form.append('style', this.style);
+    this.appendTemperature(form);
     form.append('strength', this.$('.strength').value);
     form.append('side_by_side', sideBySide ? '1' : '0');
     button.disabled = true;
@@ -263,6 +278,12 @@ class Photo {
     } finally {
       button.disabled = false;
       button.textContent = 'Download';
+    }
+  }
+
+  appendTemperature(form) {
+    if (state.info && state.info.temperature !== null) {
+      form.append('temperature', this.$('.temperature').value);
     }
   }
 
@@ -321,7 +342,7 @@ async function start() {
   acceptDrops(document.body, addPhotos);  // a photo dropped anywhere else
   try {
     state.info = await (await fetch('/api/info')).json();
-    document.querySelectorAll('.strength').forEach(setStrengthLimit);  // cards added meanwhile
+    document.querySelectorAll('.card').forEach(setLimits);  // cards added meanwhile
     document.getElementById('limits').textContent =
         `up to ${megabytes(state.info.max_upload_bytes)} and ` +
         `${(state.info.max_pixels / 1e6).toFixed(0)} megapixels a photo` +

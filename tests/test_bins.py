@@ -1,0 +1,117 @@
+"""The colour-distribution head: its bins, targets, decoding, and the temperature dial."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+import pytest
+
+from jaxcolor import bins
+from jaxcolor import color
+from jaxcolor.commands import infer
+from jaxcolor import inference
+from jaxcolor import model as model_lib
+from test_inference import photo_l
+
+
+def test_bins_cover_srgb_on_a_grid_of_ten():
+  centres = bins.centres()
+  assert centres.shape == (261, 2) and np.all(centres % bins.GRID == 0)
+  rgb = np.random.default_rng(0).random((20000, 3))  # any sRGB colour ...
+  ab = color.rgb_to_lab(rgb)[:, 1:]
+  nearest = centres[np.asarray(bins.nearest(jnp.asarray(ab, jnp.float32)))]
+  assert np.abs(ab - nearest).max() <= bins.GRID / 2 + 1e-3  # ... lies in a kept bin
+
+
+def test_soft_targets_favour_the_nearest_bins():
+  ab = jnp.asarray([[0.0, 0.0], [33.0, -47.0]])
+  index, weights = bins.soft_targets(ab)
+  np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-6)
+  assert np.all(np.diff(np.asarray(weights), axis=-1) <= 1e-7)  # nearest first
+  np.testing.assert_array_equal(bins.centres()[index[:, 0]], [[0, 0], [30, -50]])
+  # The cross-entropy is smallest where the prediction is the target itself.
+  target_logits = jnp.log(jnp.zeros((2, bins.num_bins())).at[
+      jnp.arange(2)[:, None], index].set(weights) + 1e-9)
+  uniform = jnp.zeros_like(target_logits)
+  assert bins.cross_entropy(target_logits, ab) < bins.cross_entropy(uniform, ab) - 1
+
+
+def test_decode_goes_from_the_mean_to_the_mode():
+  logits = jnp.full((bins.num_bins(),), -10.0)
+  red, green = (int(bins.nearest(jnp.asarray(ab))) for ab in ([60.0, 40.0], [-40.0, 40.0]))
+  logits = logits.at[red].set(np.log(0.6)).at[green].set(np.log(0.4))
+  centres = bins.centres()
+  mean = 0.6 * centres[red] + 0.4 * centres[green]
+  np.testing.assert_allclose(bins.decode(logits, 1.0), mean, atol=0.5)
+  np.testing.assert_allclose(bins.decode(logits, 0.01), centres[red], atol=1e-3)
+  chroma = [float(jnp.hypot(*bins.decode(logits, t))) for t in (1.0, 0.38, 0.1)]
+  assert chroma[0] < chroma[1] < chroma[2]  # lower temperature, more vivid
+
+
+@pytest.fixture(scope='module')
+def bins_predictor(tiny_config, tiny_variables_bins):
+  return inference.Predictor(tiny_variables_bins, tiny_config_bins(tiny_config))
+
+
+def tiny_config_bins(tiny_config):
+  config = tiny_config.model.copy_and_resolve_references()
+  config.head = 'bins'
+  return config
+
+
+@pytest.fixture(scope='module')
+def tiny_variables_bins(tiny_config):
+  model = model_lib.from_config(tiny_config_bins(tiny_config))
+  size = tiny_config.model.global_size
+  variables = model.init(jax.random.key(1), jnp.zeros((1, size, size, 1)), train=False)
+  # Bias the output layer towards a colourful bin, so temperature matters.
+  bias = variables['params']['colorization']['output']['bias']
+  warm = int(bins.nearest(jnp.asarray([30.0, 50.0])))
+  variables['params']['colorization']['output']['bias'] = bias.at[warm].set(2.0)
+  return variables
+
+
+def test_temperature_is_a_dial_without_recompiling(bins_predictor):
+  l = photo_l('astronaut', 40, 56)
+  chroma = []
+  for temperature in (1.0, 0.38, 0.1):
+    prediction = bins_predictor(l, temperature=temperature)
+    chroma.append(float(np.hypot(*np.moveaxis(prediction.ab, -1, 0)).mean()))
+  assert chroma[0] < chroma[1] < chroma[2]
+  assert bins_predictor.trace_count == 1  # the temperature is traced
+  with pytest.raises(ValueError, match='at most 1'):
+    bins_predictor(l, temperature=1.5)
+
+
+def test_tiles_decode_as_the_whole_image(tiny_config, tiny_variables_bins, bins_predictor):
+  l = photo_l('astronaut', 150, 96)
+  tiled = inference.Predictor(tiny_variables_bins, tiny_config_bins(tiny_config), tile=64)
+  a, b = bins_predictor(l, temperature=0.2), tiled(l, temperature=0.2)
+  np.testing.assert_allclose(b.rgb, a.rgb, atol=0.1 / 255)  # float32 rounding only
+
+
+def test_a_model_without_bins_refuses_a_temperature(tiny_config, tiny_variables, tiny_checkpoint,
+                                                    tmp_path, capsys):
+  predictor = inference.Predictor(tiny_variables, tiny_config.model)
+  with pytest.raises(ValueError, match='colour-distribution head'):
+    predictor(photo_l('astronaut', 16, 16), temperature=0.5)
+  photo = tmp_path / 'photo.png'
+  Image.fromarray(np.zeros((16, 16), np.uint8)).save(photo)
+  assert infer.main(['--image', str(photo), '--checkpoint', str(tiny_checkpoint),
+                     '--temperature', '0.5', '--output', str(tmp_path / 'out')]) == 2
+  assert 'colour-distribution head' in capsys.readouterr().err
+  assert not (tmp_path / 'out').exists()
+
+
+def test_one_pixel_s_distribution_is_what_the_colours_decode(bins_predictor):
+  l = photo_l('astronaut', 40, 56)
+  p = bins_predictor.distribution(l, 17, 30)
+  assert p.shape == (bins.num_bins(),) and abs(p.sum() - 1) < 1e-5
+  # At T = 1 the colour is the distribution's mean (bilinear upsampling aside:
+  # (17, 30) lies between half-resolution pixels, so compare loosely).
+  mean = p @ bins.centres()
+  ab = bins_predictor(l, temperature=1.0).ab[17, 30]
+  np.testing.assert_allclose(ab, mean, atol=3.0)
+  best = bins.likeliest(p, 3)
+  assert len(best) == 3 and best[0][2] >= best[1][2] >= best[2][2]
+  with pytest.raises(ValueError, match='outside'):
+    bins_predictor.distribution(l, 40, 0)
