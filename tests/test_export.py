@@ -224,8 +224,9 @@ def test_help_names_the_formats():
 
 def test_missing_onnx_names_the_install_command(monkeypatch, tmp_path):
   monkeypatch.setitem(sys.modules, 'onnx', None)  # import onnx now fails
-  with pytest.raises(export.ExportError, match='onnx is not installed: pip install -r '
-                                               'requirements-export.txt'):
+  with pytest.raises(export.ExportError, match=re.escape(
+      "onnx is not installed: pip install 'jaxcolor[export]' "
+      '(in a clone: pip install -r requirements-export.txt)')):
     export.export(checkpoint.BUNDLED, 'onnx', tmp_path / 'x.onnx')
   assert not (tmp_path / 'x.onnx').exists()
 

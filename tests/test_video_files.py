@@ -281,8 +281,8 @@ def test_without_pyav_says_how_to_install_it(film, tmp_path, monkeypatch, capsys
   monkeypatch.setitem(sys.modules, 'av', None)  # what a failed import finds
   assert colorize('--video', film, '--output', tmp_path / 'x.mp4') == 1
   assert capsys.readouterr().err.strip() == (
-      'error: colorizing videos needs PyAV, which is not installed: '
-      'pip install -r requirements-video.txt')
+      "error: colorizing videos needs PyAV, which is not installed: pip install "
+      "'jaxcolor[video]' (in a clone: pip install -r requirements-video.txt)")
 
 
 def test_default_output_and_options_that_are_for_images(film, tmp_path, monkeypatch, capsys):
