@@ -35,6 +35,29 @@ def test_soft_targets_favour_the_nearest_bins():
   assert bins.cross_entropy(target_logits, ab) < bins.cross_entropy(uniform, ab) - 1
 
 
+def test_soft_targets_are_the_nearest_of_all_bins():
+  """The 4 x 4 block of candidates finds what a search over all Q bins finds, at the
+  gamut's edges too (the cube's corners and faces)."""
+  rng = np.random.default_rng(0)
+  rgb = rng.random((6000, 3))
+  rgb[:2000] = np.round(rgb[:2000])
+  rgb[2000:4000, rng.integers(0, 3, 2000)] = rng.integers(0, 2, 2000)
+  ab = jnp.asarray(color.rgb_to_lab(rgb)[:, 1:], jnp.float32)
+  index, weights = bins.soft_targets(ab)
+  d2 = np.sum((np.asarray(ab)[:, None] - bins.centres()) ** 2, axis=-1)
+  nearest = np.argsort(d2, axis=-1, kind='stable')[:, :bins.NEIGHBOURS]
+  def dense(index, weights):
+    out = np.zeros((len(ab), bins.num_bins()))
+    np.add.at(out, (np.arange(len(ab))[:, None], index), weights)
+    return out
+  expected = np.exp(-np.take_along_axis(d2, nearest, -1) / (2 * bins.SIGMA ** 2))
+  expected /= expected.sum(-1, keepdims=True)
+  np.testing.assert_allclose(dense(np.asarray(index), np.asarray(weights)),
+                             dense(nearest, expected), atol=1e-5)
+  assert not np.isnan(bins.cross_entropy(jnp.zeros((2, bins.num_bins())),
+                                         jnp.asarray([[-90.0, 90.0], [0.0, 0.0]])))
+
+
 def test_decode_goes_from_the_mean_to_the_mode():
   logits = jnp.full((bins.num_bins(),), -10.0)
   red, green = (int(bins.nearest(jnp.asarray(ab))) for ab in ([60.0, 40.0], [-40.0, 40.0]))
