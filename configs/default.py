@@ -27,6 +27,10 @@ def get_config():
   config.model.head = 'regression'
   config.model.encoder = ''
   config.model.encoder_trainable = False
+  # hints=True adds colour hints to the network's input (jaxcolor/hints.py): three
+  # planes after L for both paths. Training simulates them from the truth (data.hints);
+  # start such a model from an automatic one with init_from (its hint weights zero).
+  config.model.hints = False
 
   # Data (jaxcolor/training/input_pipeline.py).
   config.data = ml_collections.ConfigDict()
@@ -54,6 +58,11 @@ def get_config():
   # size) or 'photo' (the whole photo squashed to global size, as at inference).
   config.data.global_view = 'crop'
   config.data.num_workers = 4         # grain worker processes (0 = in-process)
+  # Simulated hints for a model with hints (hints.simulate, Zhang et al. 2017): a
+  # geometric count (P(none) = hints_p), patch sides 1 to hints_max_side px at a short
+  # side of 256. Validation crops get none: the trainer measures the automatic model.
+  config.data.hints_p = 1 / 8
+  config.data.hints_max_side = 9
 
   # Optimisation: MSE on a*b* + alpha * cross-entropy on the scene label.
   config.batch_size = 128             # global, split over all devices and hosts
@@ -69,6 +78,9 @@ def get_config():
   config.rarity_mix = 0.5
   config.rarity_photos = 4000         # training crops the colour histogram is taken from
   config.seed = 0
+  # Start from another run's checkpoint (its weights and BatchNorm statistics; a new
+  # optimiser, step 0), e.g. a model with hints from an automatic one. '' = from scratch.
+  config.init_from = ''
 
   # Bookkeeping (all in the workdir).
   config.log_every_steps = 100

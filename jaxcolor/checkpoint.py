@@ -94,7 +94,8 @@ def abstract_variables(model_config):
   model = model_lib.from_config(model_config)
   size = model_config.global_size
   return jax.eval_shape(
-      lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 1)), train=False))
+      lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, model.input_channels)),
+                         train=False))
 
 
 def check_fits(expected, saved):

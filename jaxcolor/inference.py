@@ -24,6 +24,7 @@ from jaxcolor import bins
 from jaxcolor import checkpoint
 from jaxcolor import color
 from jaxcolor import encoder
+from jaxcolor import hints as hints_lib
 from jaxcolor import model as model_lib
 from jaxcolor import ops
 
@@ -57,9 +58,9 @@ class Prediction:
     return np.concatenate([color.grey_rgb(l_HxW), rgb], axis=1) if side_by_side else rgb
 
 
-def resize_to_square(l_HxWx1, size):
-  """Bilinear (antialiased when shrinking) rescale to size x size x 1."""
-  return jax.image.resize(l_HxWx1, (size, size, 1), 'linear', antialias=True)
+def resize_to_square(x_HxWxC, size):
+  """Bilinear (antialiased when shrinking) rescale to size x size x C."""
+  return jax.image.resize(x_HxWxC, (size, size, x_HxWxC.shape[-1]), 'linear', antialias=True)
 
 
 def tile_layout(length, tile, reach=model_lib.LOCAL_REACH, align=model_lib.STRIDE):
@@ -91,17 +92,17 @@ def to_chrominance(output, temperature):
   return color.normalize_ab(bins.decode(output, temperature))
 
 
-def _local_tiled(model, variables, local_HxWx1, global_256, tile, temperature):
+def _local_tiled(model, variables, local_HxWxC, global_256, tile, temperature):
   """The local path's H/2 x W/2 chrominance, one fixed-size tile at a time."""
-  height, width, _ = local_HxWx1.shape
+  height, width, channels = local_HxWxC.shape
   core_h, window_h, rows = tile_layout(height, tile)
   core_w, window_w, cols = tile_layout(width, tile)
   table = jnp.asarray([(rw, rc, cw, cc) for rw, rc in rows for cw, cc in cols], jnp.int32)
 
   def one_tile(i, ab_half):
     row_window, row_core, col_window, col_core = table[i]
-    window = lax.dynamic_slice(local_HxWx1, (row_window, col_window, 0),
-                               (window_h, window_w, 1))
+    window = lax.dynamic_slice(local_HxWxC, (row_window, col_window, 0),
+                               (window_h, window_w, channels))
     output = model.apply(variables, window[None], global_256, method='local_path')
     ab = to_chrominance(output, temperature)[0]
     core = lax.dynamic_slice(ab, ((row_core - row_window) // 2, (col_core - col_window) // 2, 0),
@@ -113,11 +114,13 @@ def _local_tiled(model, variables, local_HxWx1, global_256, tile, temperature):
   return lax.fori_loop(0, len(table), one_tile, ab_half)
 
 
-def pad_to_stride(l_HxWx1):
-  """Edge-pads H and W up to multiples of the local path's stride (8)."""
-  height, width, _ = l_HxWx1.shape
-  pad_h, pad_w = -height % model_lib.STRIDE, -width % model_lib.STRIDE
-  return jnp.pad(l_HxWx1, ((0, pad_h), (0, pad_w), (0, 0)), mode='edge')
+def pad_to_stride(x_HxWxC):
+  """Pads H and W up to multiples of the local path's stride (8): L by repeating
+  its edge, hint planes (any further channels) with zeros (no hint there)."""
+  height, width, _ = x_HxWxC.shape
+  pad = ((0, -height % model_lib.STRIDE), (0, -width % model_lib.STRIDE), (0, 0))
+  return jnp.concatenate([jnp.pad(x_HxWxC[..., :1], pad, mode='edge'),
+                          jnp.pad(x_HxWxC[..., 1:], pad)], axis=-1)
 
 
 def full_chrominance(ab_half, height, width):
@@ -131,14 +134,15 @@ def colorize_l(model, variables, l_HxWx1, l_global_GxGx1=None, tile=None,
                temperature=bins.TEMPERATURE):
   """L in [0, 1] at any H x W -> (sRGB H x W x 3 in [0, 1], logits); see chrominance_l."""
   ab01, logits = chrominance_l(model, variables, l_HxWx1, l_global_GxGx1, tile, temperature)
-  return color.network_to_rgb(l_HxWx1, ab01), logits
+  return color.network_to_rgb(l_HxWx1[..., :1], ab01), logits
 
 
 def chrominance_l(model, variables, l_HxWx1, l_global_GxGx1=None, tile=None,
                   temperature=bins.TEMPERATURE):
   """L in [0, 1] at any H x W -> (a*b* scaled to [0, 1], H x W x 2, logits).
 
-  `l_global_GxGx1` is the global path's input; None means the image itself,
+  For a model with hints, `l_HxWx1` and `l_global_GxGx1` carry the hint planes
+  after L (H x W x 4). `l_global_GxGx1` is the global path's input; None means the image itself,
   which for a G x G image shares one run of the low-level trunk. `tile`: run
   the local path in tiles of at most tile x tile (plus context) when the image
   is larger; the result is the same. `temperature`: how a bins model's
@@ -211,6 +215,11 @@ class Predictor:
     return predictor
 
   @property
+  def has_hints(self):
+    """Whether the model takes colour hints (jaxcolor/hints.py)."""
+    return self.model.hints
+
+  @property
   def has_bins(self):
     """Whether the model predicts a distribution over a*b* bins (a temperature applies)."""
     return self.model.bins > 0
@@ -224,15 +233,29 @@ class Predictor:
     self.trace_count += 1
     ab01, logits = chrominance_l(self.model, variables, l_HxWx1, l_global_GxGx1, self.tile,
                                  temperature)
-    return (color.network_to_rgb(l_HxWx1, ab01), color.denormalize_ab(ab01),
+    return (color.network_to_rgb(l_HxWx1[..., :1], ab01), color.denormalize_ab(ab01),
             jax.nn.softmax(logits))
 
-  def _global_input(self, l_HxWx1, style_l):
-    """The global path's G x G input, or None when the image is it (one trunk run)."""
-    if style_l is None and l_HxWx1.shape[:2] == (self.global_size,) * 2:
-      return None
-    source = l_HxWx1 if style_l is None else jnp.asarray(style_l, jnp.float32)[..., None]
-    return self._to_global(source)
+  def _network_input(self, l_HxW, hints, style_l):
+    """(H x W x C input: L, and the hint planes of a model with hints; the global
+    path's G x G input, or None when the image is it: one trunk run)."""
+    l_HxWx1 = jnp.asarray(l_HxW, jnp.float32)[..., None]
+    if hints and not self.has_hints:
+      raise ValueError('this model takes no colour hints (train one with model.hints=True)')
+    if hints and style_l is not None:
+      raise ValueError('hints and a style image cannot be combined: the style image '
+                       'sets the global colours that hints would change')
+    if self.has_hints:
+      planes = hints_lib.rasterize(hints or [], *l_HxWx1.shape[:2])
+      l_HxWx1 = jnp.concatenate([l_HxWx1, jnp.asarray(planes)], axis=-1)
+    if style_l is None:
+      if l_HxWx1.shape[:2] == (self.global_size,) * 2:
+        return l_HxWx1, None
+      return l_HxWx1, self._to_global(l_HxWx1)
+    style = jnp.asarray(style_l, jnp.float32)[..., None]
+    if self.has_hints:  # the style image's own global view, without hints
+      style = jnp.pad(style, ((0, 0), (0, 0), (0, hints_lib.NUM_PLANES)))
+    return l_HxWx1, self._to_global(style)
 
   def _distribution_traced(self, variables, l_HxWx1, l_global_GxGx1, row, col):
     output, _ = self.model.apply(
@@ -240,7 +263,7 @@ class Predictor:
         None if l_global_GxGx1 is None else l_global_GxGx1[None], train=False)
     return bins.probabilities(output[0, row // 2, col // 2])
 
-  def distribution(self, l_HxW, row, col, style_l=None):
+  def distribution(self, l_HxW, row, col, style_l=None, hints=None):
     """A bins model's predicted distribution over the a*b* bins (bins.centres())
     at pixel (row, col) of the image: Q probabilities. The row and column are
     traced (one compile per image size)."""
@@ -249,19 +272,20 @@ class Predictor:
     height, width = l_HxW.shape
     if not (0 <= row < height and 0 <= col < width):
       raise ValueError(f'pixel ({row}, {col}) is outside the {width}x{height} image')
-    l_HxWx1 = jnp.asarray(l_HxW, jnp.float32)[..., None]
-    return np.asarray(self._distribution(self.variables, l_HxWx1,
-                                         self._global_input(l_HxWx1, style_l), row, col))
+    network_input, global_input = self._network_input(l_HxW, hints, style_l)
+    return np.asarray(self._distribution(self.variables, network_input, global_input, row, col))
 
-  def __call__(self, l_HxW, style_l=None, temperature=None):
+  def __call__(self, l_HxW, style_l=None, temperature=None, hints=None):
     """L in [0, 1] (H x W) -> Prediction; `style_l` lends its global features.
     `temperature` (bins models only; default bins.TEMPERATURE): lower is more
-    vivid; it is traced, so any value runs the same compiled program."""
+    vivid; it is traced, so any value runs the same compiled program. `hints`
+    (models with hints only): [hints.Hint], rasterised outside jit, so any number
+    of them runs the same compiled program."""
     temperature = jnp.float32(self.temperature if temperature is None else
                               check_temperature(temperature, self.has_bins))
-    l_HxWx1 = jnp.asarray(l_HxW, jnp.float32)[..., None]
-    l_global = self._global_input(l_HxWx1, style_l)
-    rgb, ab, probabilities = self._colorize(self.variables, l_HxWx1, l_global, temperature)
+    rgb, ab, probabilities = self._colorize(self.variables,
+                                            *self._network_input(l_HxW, hints, style_l),
+                                            temperature)
     return Prediction(np.asarray(rgb), np.asarray(probabilities), np.asarray(ab))
 
   def top_k(self, probabilities, k):

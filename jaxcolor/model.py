@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from jaxcolor import bins as bins_lib
 from jaxcolor import encoder as encoder_lib
+from jaxcolor import hints as hints_lib
 from jaxcolor import ops
 
 # (output channels, stride) of each 3x3 convolution, at width 1.0.
@@ -232,7 +233,9 @@ class Colorizer(nn.Module):
   distribution over that many a*b* bins instead of a*b* itself, and `encoder`
   ('efficientnet_lite0') adds a pretrained ImageNet encoder to the global path:
   its pooled features join the global vector, and its own classifier names the
-  scene (jaxcolor/encoder.py).
+  scene (jaxcolor/encoder.py). With `hints`, both inputs carry three more
+  channels after L: the hint planes (jaxcolor/hints.py), seen by the local and the
+  global path alike, so that a hint can recolour a whole region.
   """
   width: float = 1.0
   num_classes: int = 205
@@ -243,6 +246,12 @@ class Colorizer(nn.Module):
   bins: int = 0
   encoder: str = ''
   encoder_trainable: bool = False
+  hints: bool = False
+
+  @property
+  def input_channels(self):
+    """L, then the hint planes of a model that takes hints."""
+    return 1 + hints_lib.NUM_PLANES * self.hints
 
   def setup(self):
     block = dict(width=self.width, dtype=self.dtype, param_dtype=self.param_dtype,
@@ -274,7 +283,7 @@ class Colorizer(nn.Module):
     global_512, global_256 = self.global_(low_global, train)
     if not self.encoder:
       return global_512, global_256
-    pooled = self.scene_encoder(l_global, train)
+    pooled = self.scene_encoder(l_global[..., :1], train)
     projected = self.encoder_projection(pooled, train)
     return pooled, jnp.concatenate([global_256, projected.astype(global_256.dtype)], -1)
 
@@ -307,7 +316,24 @@ def from_config(model_config, **overrides):
                    bins=bins_lib.num_bins() if head == 'bins' else 0,
                    encoder=model_config.get('encoder', ''),
                    encoder_trainable=model_config.get('encoder_trainable', False),
-                   **overrides)
+                   hints=model_config.get('hints', False), **overrides)
+
+
+def with_hint_inputs(variables):
+  """Variables of a model without hints -> those of the same model with hints,
+  the hint planes' input weights zero: with no hints it computes what it did."""
+  params = dict(variables['params'])
+  low = dict(params['low_level'])
+  first = dict(low['conv1'])
+  conv = dict(first['conv'])
+  kernel = conv['kernel']
+  if kernel.shape[2] != 1:
+    raise ValueError(f'the first convolution already has {kernel.shape[2]} input channels')
+  conv['kernel'] = jnp.concatenate(
+      [kernel, jnp.zeros(kernel.shape[:2] + (hints_lib.NUM_PLANES,) + kernel.shape[3:],
+                         kernel.dtype)], axis=2)
+  first['conv'], low['conv1'], params['low_level'] = conv, first, low
+  return {**variables, 'params': params}
 
 
 def flops(height, width, global_size=224, multiplier=1.0, num_classes=205):

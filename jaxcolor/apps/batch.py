@@ -5,6 +5,7 @@ import pathlib
 import sys
 
 
+from jaxcolor import hints as hints_lib
 from jaxcolor import images
 
 DEFAULT_OUTPUT = 'colorized'
@@ -61,12 +62,8 @@ def plan_outputs(inputs, output=None):
                        f'{len(inputs)} inputs were given: give a folder (a name ending in '
                        '"/" is one)')
     return {path: pathlib.Path(output) for path in inputs}
-  if not inputs:
-    return {}
-  base = os.path.commonpath([os.path.abspath(b) for b in inputs.values()])
   plan, taken = {}, set()
-  for path in inputs:
-    relative = pathlib.Path(os.path.relpath(os.path.abspath(path), base))
+  for path, relative in relative_paths(inputs).items():
     suffix = images.result_suffix(relative)
     target, copy = pathlib.Path(output, relative).with_suffix(suffix), 1
     while str(target).lower() in taken:  # lower(): file systems that ignore case
@@ -75,6 +72,42 @@ def plan_outputs(inputs, output=None):
     taken.add(str(target).lower())
     plan[path] = target
   return plan
+
+
+def relative_paths(inputs):
+  """{input: its path relative to the common folder of all bases} (`inputs` as
+  collect_inputs gives them): where its result goes in an output folder."""
+  if not inputs:
+    return {}
+  base = os.path.commonpath([os.path.abspath(b) for b in inputs.values()])
+  return {path: pathlib.Path(os.path.relpath(os.path.abspath(path), base)) for path in inputs}
+
+
+def plan_hints(inputs, hints_path):
+  """({input: its hint file, or None}, warnings) for --hints PATH.
+
+  PATH is one hint file (for one input), or a folder laid out like the output
+  folder: the input whose relative path is 1920/a.jpg takes PATH/1920/a.jpg.json.
+  An input without one gets no hints; a hint file that no input takes is warned
+  about. Raises ValueError when PATH cannot be used.
+  """
+  path = pathlib.Path(hints_path)
+  if path.is_file():
+    if len(inputs) != 1:
+      raise ValueError(f'--hints {path} is one hint file, but {len(inputs)} inputs were given: '
+                       'give a folder of hint files named after their inputs (a.jpg.json)')
+    return {source: path for source in inputs}, []
+  if not path.is_dir():
+    raise ValueError(f'--hints {path}: no such hint file or folder')
+  plan = {}
+  for source, relative in relative_paths(inputs).items():
+    candidate = path / relative.with_name(relative.name + '.json')
+    plan[source] = candidate if candidate.is_file() else None
+  taken = {p.resolve() for p in plan.values() if p}
+  warnings = [f'warning: {file}: a hint file that matches no input (the hints for 1920/a.jpg '
+              f'are {path / "1920" / "a.jpg.json"})'
+              for file in sorted(path.rglob('*.json')) if file.resolve() not in taken]
+  return plan, warnings
 
 
 class Reporter:
@@ -106,10 +139,11 @@ class Reporter:
 
 def colorize_files(predictor, plan, style_l=None, top_k=0, side_by_side=False,
                    overwrite=False, max_pixels=images.MAX_PIXELS, out=None, reporter=None,
-                   strength=1.0):
+                   strength=1.0, hint_files=None):
   """Colorizes every input of `plan` ({input: output}); returns the failure count.
   Results are listed on `out` (default: sys.stdout when called); `strength`
-  scales their colours (color.with_strength)."""
+  scales their colours (color.with_strength); `hint_files` ({input: hint file or
+  None}, plan_hints) steers a model that takes hints."""
   out = out or sys.stdout
   reporter = reporter or Reporter(len(plan))
   if top_k and not predictor.class_names:
@@ -127,11 +161,13 @@ def colorize_files(predictor, plan, style_l=None, top_k=0, side_by_side=False,
       if loaded.had_colour:
         reporter.say('note: colour inputs are colorized from their luminance only',
                      once_key='colour')
-      prediction = predictor(loaded.l, style_l)
+      hint_file = (hint_files or {}).get(source)
+      marks = hints_lib.load(hint_file, *loaded.l.shape) if hint_file else None
+      prediction = predictor(loaded.l, style_l, hints=marks)
       target.parent.mkdir(parents=True, exist_ok=True)
       images.save_rgb(prediction.result_rgb(loaded.l, strength, side_by_side), target,
                       overwrite)
-    except images.ImageError as e:
+    except (images.ImageError, hints_lib.HintError) as e:
       failures += 1
       reporter.say(f'error: {e}')
       continue
@@ -143,6 +179,7 @@ def colorize_files(predictor, plan, style_l=None, top_k=0, side_by_side=False,
                        for name, p in predictor.top_k(prediction.probabilities, top_k))
     if top_k and predictor.class_names and not labels:
       labels = 'no confident scene'
-    print(f'{source} -> {target}' + (f'  [{labels}]' if labels else ''), file=out)
+    given = f'  ({len(marks)} hints from {hint_file})' if hint_file else ''
+    print(f'{source} -> {target}{given}' + (f'  [{labels}]' if labels else ''), file=out)
   reporter.clear()
   return failures

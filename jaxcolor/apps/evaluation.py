@@ -5,12 +5,14 @@ original in sRGB. Two baselines are scored on the same photos: greyscale
 (a* = b* = 0) and one constant a*b* (the mean over all evaluated pixels).
 """
 import dataclasses
+import hashlib
 import pathlib
 
 import numpy as np
 from PIL import Image
 
 from jaxcolor import color
+from jaxcolor import hints as hints_lib
 from jaxcolor import images
 from jaxcolor import teacher as teacher_lib
 
@@ -96,11 +98,23 @@ def load_colour_photos(folder, max_side=MAX_SIDE, skip=None):
   return photos, skipped
 
 
-def evaluate(predictor, photos, teacher=None, strength=1.0):
+def simulated_hints(photo, lab, count):
+  """`count` hints from the photo's true colours (hints.simulate): positions seeded
+  by the photo's name, so every model gets the same ones, and the first n of them
+  are the n-hint protocol's; patches of hints.default_size (6 px at a short side
+  of 256), each the mean true a*b* of its patch."""
+  name = f'{photo.source}/{photo.label}/{photo.path.name}'
+  rng = np.random.default_rng(int.from_bytes(hashlib.sha1(name.encode()).digest()[:8], 'little'))
+  return hints_lib.simulate(lab[..., 1:], rng, count=count,
+                            size=hints_lib.default_size(*lab.shape[:2]))
+
+
+def evaluate(predictor, photos, teacher=None, strength=1.0, hints=0):
   """Per-photo scores of the model and both baselines, and their means.
 
   `strength` scales the model's colours as `infer.py --strength` does
-  (color.with_strength).
+  (color.with_strength). `hints` > 0 steers a model that takes hints with that
+  many simulated from each photo's truth (simulated_hints).
 
   With `teacher` (224x224 uint8 RGB -> class probabilities, see
   jaxcolor/teacher.py), also Zhang et al. 2016's test: does the teacher name
@@ -111,7 +125,7 @@ def evaluate(predictor, photos, teacher=None, strength=1.0):
   per_photo, outputs = [], []
   for photo, lab in zip(photos, labs):
     l01 = color.normalize_l(lab[..., 0]).astype(np.float32)
-    prediction = predictor(l01)
+    prediction = predictor(l01, hints=simulated_hints(photo, lab, hints) if hints else None)
     rgb = prediction.rgb_at(l01, strength)
     constant = np.concatenate([lab[..., :1], np.broadcast_to(mean_colour, lab.shape[:2] + (2,))],
                               -1)

@@ -19,6 +19,7 @@ from absl import logging
 import jaxcolor
 from jaxcolor.apps import evaluation
 from jaxcolor import checkpoint
+from jaxcolor import hints as hints_lib
 from jaxcolor.commands import options
 
 METHODS = (('model', 'model'), ('greyscale', 'greyscale baseline (a*b* = 0)'),
@@ -39,10 +40,16 @@ def parse_args(argv):
   parser.add_argument('--teacher', help='folder of a .tflite ImageNet classifier, e.g. '
                       '../shared/models/mobilenet_v2_imagenet (needs ai-edge-litert)')
   options.add_temperature(parser)
+  parser.add_argument('--hints', type=int, default=0, metavar='N',
+                      help='steer a model that takes hints with N hints simulated from each '
+                           "photo's truth: seeded positions, 6 px patches at a short side of 256 "
+                           '(docs/EVALUATION.md); default 0')
   options.add_strength(parser, 'score the colours at this strength, as infer.py --strength S '
                       '(default %(default)s)')
   parser.add_argument('--overwrite', action='store_true', help='replace earlier results')
   args = parser.parse_args(argv)
+  if not 0 <= args.hints <= hints_lib.MAX_HINTS:
+    parser.error(f'--hints must be from 0 to {hints_lib.MAX_HINTS}')
   return args
 
 
@@ -85,6 +92,9 @@ def main(argv=None):
     return 2
   try:
     predictor = options.load_predictor(args, 'evaluate.py --folder PHOTOS')
+    if args.hints and not predictor.has_hints:
+      raise ValueError(f'--hints: the model {predictor.path} takes no colour hints (it was '
+                       'trained without model.hints)')
   except (checkpoint.CheckpointError, ValueError) as e:
     options.error(e)
     return 2
@@ -95,9 +105,10 @@ def main(argv=None):
     print(f'error: {args.folder}: no colour photos to evaluate on', file=sys.stderr)
     return 2
   teacher = load_teacher(args.teacher) if args.teacher else None
-  results, outputs = evaluation.evaluate(predictor, photos, teacher, args.strength)
+  results, outputs = evaluation.evaluate(predictor, photos, teacher, args.strength, args.hints)
   results['protocol'] = {'folder': str(args.folder), 'max_side': args.max_side,
                          'strength': args.strength, 'temperature': args.temperature,
+                         'hints': args.hints,
                          'checkpoint': str(predictor.path),
                          'teacher': args.teacher, 'skipped': skipped}
   output.mkdir(parents=True, exist_ok=True)

@@ -5,6 +5,7 @@
   python infer.py --image portrait.jpg --style sunset.jpg --side-by-side
   python infer.py --image old_photo.jpg --strength 1.4   # more saturated colours
   python infer.py --video old_film.mp4                   # -> colorized/old_film.mp4
+  python infer.py --image a.jpg --hints a.jpg.json       # colours you chose (a model with hints)
 
 Folders are searched recursively. In the output folder every result keeps its
 input's path relative to the folder that holds all inputs (a/x.jpg and b/x.jpg
@@ -45,6 +46,11 @@ def parse_args(argv):
                       'paths relative to the folder that holds all inputs')
   options.add_checkpoint(parser)
   parser.add_argument('--style', help='take the global features (scene, mood) from this image')
+  parser.add_argument('--hints', metavar='PATH',
+                      help='colour hints (a hint file, see README: Colour hints) for a model '
+                           'that takes them: one file for one input, or a folder laid out like '
+                           'the output folder (the hints for 1920/a.jpg are in '
+                           'PATH/1920/a.jpg.json)')
   parser.add_argument('--topk', type=int, default=0, metavar='N',
                       help='print the N likeliest scene labels of each image')
   options.add_strength(parser, 'colour strength: 0 grey, 1 the model\'s colours, up to '
@@ -65,8 +71,11 @@ def parse_args(argv):
     parser.error('--tile must be 0 or a positive multiple of 8')
   if not 0 <= args.stability <= 1:
     parser.error('--stability must be between 0 and 1')
-  if args.video and (args.style or args.topk or args.side_by_side):
-    parser.error('--style, --topk and --side-by-side apply to images only')
+  if args.video and (args.style or args.topk or args.side_by_side or args.hints):
+    parser.error('--style, --topk, --side-by-side and --hints apply to images only')
+  if args.style and args.hints:
+    parser.error('--style and --hints cannot be combined: the style image sets the global '
+                 'colours that hints would change')
   return args
 
 
@@ -104,18 +113,25 @@ def main(argv=None):
     options.error(problem)
   try:
     plan = batch.plan_outputs(inputs, args.output)
+    hint_files, warnings = batch.plan_hints(inputs, args.hints) if args.hints else (None, [])
   except ValueError as e:
     options.error(e)
     return 2
+  for warning in warnings:
+    print(warning, file=sys.stderr)
   try:
     predictor = options.load_predictor(args, 'infer.py --image photo.jpg',
                                        tile=args.tile or None)
     style_l = images.load_luminance(args.style, args.max_pixels).l if args.style else None
+    if args.hints and not predictor.has_hints:
+      raise ValueError(f'--hints: the model {predictor.path} takes no colour hints (it was '
+                       'trained without model.hints)')
   except (checkpoint.CheckpointError, images.ImageError, ValueError) as e:
     options.error(e)
     return 2
   failures = batch.colorize_files(predictor, plan, style_l, args.topk, args.side_by_side,
-                                  args.overwrite, args.max_pixels, strength=args.strength)
+                                  args.overwrite, args.max_pixels, strength=args.strength,
+                                  hint_files=hint_files)
   failures += len(problems)
   if failures:
     print(f'{failures} of {len(inputs) + len(problems)} inputs failed', file=sys.stderr)

@@ -47,6 +47,13 @@ def check(config, process_count=None, local_device_count=None):
   _require(not model.get('encoder') or data.get('labels', 'source') == 'none', 'data.labels',
            data.get('labels'), "must be 'none' with an encoder: its ImageNet classifier names "
            'the scenes')
+  _require(0 < data.get('hints_p', 1 / 8) <= 1, 'data.hints_p', data.get('hints_p'),
+           'must be above 0 and at most 1 (the chance that a crop gets no hint)')
+  _require(data.get('hints_max_side', 9) >= 1, 'data.hints_max_side',
+           data.get('hints_max_side'), 'must be at least 1 px')
+  if config.get('init_from'):
+    _require(os.path.isdir(os.path.expanduser(config.init_from)), 'init_from', config.init_from,
+             'no such checkpoint folder')
   hosts = process_count or jax.process_count()
   devices = local_device_count or jax.local_device_count()
   _require(config.batch_size > 0 and config.batch_size % (hosts * devices) == 0, 'batch_size',

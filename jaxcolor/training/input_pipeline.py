@@ -10,7 +10,9 @@ A batch holds 'l' BxSxSx1 and 'ab' BxSxSx2 (float32 in [0, 1]), 'label' B (int32
 the top-1 class or -1 without a label), 'label_ids' / 'label_probs' BxK (the
 target classes and their probabilities: K=1 for hard labels, 5 for the
 teacher's soft ones; all-zero probabilities without a label) and, with
-config.data.global_view='photo', 'l_global' BxGxGx1 (the whole photo).
+config.data.global_view='photo', 'l_global' BxGxGx1 (the whole photo). For a model with
+hints, 'hints' BxSxSx3 (simulated from the truth; none in validation), and
+'l_global' carries them too (BxGxGx4).
 
 Sources (config.data.source): 'places365'; 'folder' (one folder of photos);
 'mix' (several folders, config.data.sources, each its own TFDS dataset sampled
@@ -42,6 +44,7 @@ from PIL import Image
 import tensorflow_datasets as tfds
 
 from jaxcolor import color
+from jaxcolor import hints as hints_lib
 from jaxcolor import images
 from jaxcolor.training.datasets import folder as folder_lib
 from jaxcolor.training.datasets import places365
@@ -204,19 +207,41 @@ def _network_example(x_SxSx3, targets, l_global=None):
   return example
 
 
-def _global_view(x_HxWx3, size):
-  """The whole photo's L, squashed to size x size (antialiased) as inference sees it."""
-  l_HxW = color.rgb_to_network(x_HxWx3.astype(np.float32) / 255.0)[0][..., 0]
-  resized = Image.fromarray(l_HxW.astype(np.float32)).resize((size, size),
+def _squash(x_HxW, size):
+  """One plane squashed to size x size (bilinear, antialiased), as inference does."""
+  resized = Image.fromarray(x_HxW.astype(np.float32)).resize((size, size),
                                                              Image.Resampling.BILINEAR)
-  return np.asarray(resized, np.float32)[..., None]
+  return np.asarray(resized, np.float32)
 
 
-def _train_example(example, rng, *, crop_size, targets, global_size=0):
+def _global_view(x_HxWx3, size):
+  """The whole photo's L, squashed to size x size x 1 (antialiased) as inference sees it."""
+  l_HxW = color.rgb_to_network(x_HxWx3.astype(np.float32) / 255.0)[0][..., 0]
+  return _squash(l_HxW, size)[..., None]
+
+
+def _with_hints(example, planes_SxSx3, photo_shape=None, at=(0, 0)):
+  """Adds the crop's hint planes; with a whole-photo view, the same hints where
+  the crop lies in the photo (photo_shape, `at` = the crop's top left) join it."""
+  example['hints'] = planes_SxSx3
+  if 'l_global' in example:
+    canvas = np.zeros(photo_shape + (planes_SxSx3.shape[-1],), np.float32)
+    size = planes_SxSx3.shape[0]
+    canvas[at[0]:at[0] + size, at[1]:at[1] + size] = planes_SxSx3
+    g = example['l_global'].shape[0]
+    example['l_global'] = np.concatenate(
+        [example['l_global'], np.stack([_squash(c, g) for c in canvas.transpose(2, 0, 1)], -1)],
+        axis=-1)
+  return example
+
+
+def _train_example(example, rng, *, crop_size, targets, global_size=0, hints=None):
   """Random horizontal flip, then a random crop_size crop (upscaled first if smaller).
 
   With global_size, 'l_global' is the whole (flipped) photo at global_size:
   the global path sees the photo, as at inference, while the loss is on the crop.
+  With `hints` (p, max_side), hints simulated from the crop's true colours
+  (hints_lib.simulate) become 'hints' planes, and join the whole-photo view.
   """
   x = _rgb(example)
   if rng.random() < 0.5:
@@ -226,18 +251,29 @@ def _train_example(example, rng, *, crop_size, targets, global_size=0):
     x = _resize_short_side(x, crop_size)
   h, w = x.shape[:2]
   top, left = rng.integers(h - crop_size + 1), rng.integers(w - crop_size + 1)
-  return _network_example(x[top:top + crop_size, left:left + crop_size], targets(example),
-                          l_global)
+  out = _network_example(x[top:top + crop_size, left:left + crop_size], targets(example),
+                         l_global)
+  if hints is None:
+    return out
+  p, max_side = hints
+  ab_SxSx2 = color.denormalize_ab(out['ab'])
+  chosen = hints_lib.simulate(ab_SxSx2, rng, p=p, max_side=max_side)
+  return _with_hints(out, hints_lib.rasterize(chosen, crop_size, crop_size), (h, w), (top, left))
 
 
-def _eval_example(example, *, crop_size, targets, global_size=0):
-  """Short side resized to crop_size, then the centre crop; no randomness."""
+def _eval_example(example, *, crop_size, targets, global_size=0, hints=None):
+  """Short side resized to crop_size, then the centre crop; no randomness (and
+  no hints: validation measures the model on its own)."""
   x = _rgb(example)
   l_global = _global_view(x, global_size) if global_size else None
   x = _resize_short_side(x, crop_size)
   top, left = (x.shape[0] - crop_size) // 2, (x.shape[1] - crop_size) // 2
-  return _network_example(x[top:top + crop_size, left:left + crop_size], targets(example),
-                          l_global)
+  out = _network_example(x[top:top + crop_size, left:left + crop_size], targets(example),
+                         l_global)
+  if hints is None:
+    return out
+  empty = np.zeros((crop_size, crop_size, hints_lib.NUM_PLANES), np.float32)
+  return _with_hints(out, empty, x.shape[:2], (top, left))
 
 
 def _example_options(config, part):
@@ -245,8 +281,11 @@ def _example_options(config, part):
   view = config.data.get('global_view', 'crop')
   if view not in ('crop', 'photo'):
     raise ValueError(f"Unknown config.data.global_view {view!r} ('crop' or 'photo').")
+  hints = None
+  if config.model.get('hints', False):
+    hints = (config.data.get('hints_p', 1 / 8), config.data.get('hints_max_side', 9))
   return dict(crop_size=config.data.crop_size, targets=part.targets,
-              global_size=config.model.global_size if view == 'photo' else 0)
+              global_size=config.model.global_size if view == 'photo' else 0, hints=hints)
 
 
 # Iterators.

@@ -37,7 +37,7 @@ def create_train_state(config, rng, kernels=None):
                                 kernels=kernels or ops.kernels_for())
   size = config.model.global_size
   variables = jax.jit(model.init, static_argnames='train')(
-      rng, jnp.zeros((1, size, size, 1)), train=False)
+      rng, jnp.zeros((1, size, size, model.input_channels)), train=False)
   if model.encoder:
     variables = encoder_lib.with_pretrained(variables)
   tx = adadelta(config.learning_rate, rho=config.adadelta_rho, eps=config.adadelta_eps)
@@ -74,15 +74,25 @@ def adadelta(learning_rate, rho, eps):
   return optax.GradientTransformation(base.init, update)
 
 
+def network_input(batch):
+  """What the network's local path reads: L, and the hint planes when the batch
+  has them (a model with hints)."""
+  if 'hints' in batch:
+    return jnp.concatenate([batch['l'], batch['hints']], axis=-1)
+  return batch['l']
+
+
 def global_input(batch, size):
-  """The global path's input: the batch's own whole-photo view ('l_global'), else
-  the crop resized to size, or None (share the trunk) when crops are size x size."""
+  """The global path's input: the batch's own whole-photo view ('l_global', with
+  its hint planes), else the crop resized to size, or None (share the trunk) when
+  crops are size x size."""
   if 'l_global' in batch:
     return batch['l_global']
-  b, s, _, _ = batch['l'].shape
+  x = network_input(batch)
+  b, s, _, c = x.shape
   if s == size:
     return None
-  return jax.image.resize(batch['l'], (b, size, size, 1), 'linear', antialias=True)
+  return jax.image.resize(x, (b, size, size, c), 'linear', antialias=True)
 
 
 def half_resolution(ab_BxHxWx2):
@@ -95,9 +105,9 @@ def _forward(state, params, batch, global_size, train):
   variables = {'params': params, 'batch_stats': state.batch_stats}
   l_global = global_input(batch, global_size)
   if train:
-    return state.apply_fn(variables, batch['l'], l_global, train=True,
+    return state.apply_fn(variables, network_input(batch), l_global, train=True,
                           mutable=['batch_stats'])
-  return state.apply_fn(variables, batch['l'], l_global, train=False), {}
+  return state.apply_fn(variables, network_input(batch), l_global, train=False), {}
 
 
 def _loss_sums(output, logits, batch, weight_B, ab_weights=None):

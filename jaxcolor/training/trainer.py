@@ -25,6 +25,7 @@ import orbax.checkpoint as ocp
 
 from jaxcolor import checkpoint
 from jaxcolor import encoder as encoder_lib
+from jaxcolor import model as model_lib
 from jaxcolor import progress
 from jaxcolor.training import config_checks
 from jaxcolor.training import input_pipeline
@@ -127,6 +128,21 @@ def evaluate(p_eval_step, state, part, config, abort=lambda: False):
     totals = sums if totals is None else {k: totals[k] + sums[k] for k in totals}
   means = step_lib.summarize(totals, config.alpha)
   return {**{k: float(v) for k, v in means.items()}, 'labelled': float(totals['labelled'])}
+
+
+def _initialise_from(path, state, model_config):
+  """`state` with the weights and BatchNorm statistics of the checkpoint at `path`;
+  a model with hints may start from one without (model.with_hint_inputs)."""
+  variables, saved_config, _ = checkpoint.load(path)
+  if model_config.get('hints') and not saved_config.get('hints'):
+    variables = model_lib.with_hint_inputs(variables)
+  fresh = {'params': state.params, 'batch_stats': state.batch_stats}
+  try:
+    checkpoint.check_fits(fresh, variables)
+  except checkpoint.CheckpointError as e:
+    raise config_checks.ConfigError(f'config.init_from={str(path)!r}: {e}') from None
+  logging.info('Starting from the weights of %s', path)
+  return state.replace(params=variables['params'], batch_stats=variables['batch_stats'])
 
 
 def _save(manager, step, state, data_iterator, model_config, class_names):
@@ -258,6 +274,8 @@ def train_and_evaluate(config, workdir):
   data_iterator = input_pipeline.train_iterator(train_parts, config)
   options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True)
   manager = ocp.CheckpointManager(workdir / 'checkpoints', options=options)
+  if config.get('init_from') and manager.latest_step() is None:
+    state = _initialise_from(config.init_from, state, model_config)
   state = _restore(manager, state, data_iterator)
 
   p_train_step = step_lib.parallel(step_lib.train_step, config, donate=True,
