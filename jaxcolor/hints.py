@@ -140,13 +140,14 @@ def load(path, height, width):
   except UnicodeDecodeError:
     raise HintError(f'{path}: not a hint file: not UTF-8 text') from None
   try:
-    document = json.loads(text, parse_constant=_no_constant)
+    document = json.loads(text, parse_constant=reject_constant)
   except (json.JSONDecodeError, ValueError) as e:
     raise HintError(f'{path}: not valid JSON: {e}') from None
   return parse(document, height, width, name=str(path))
 
 
-def _no_constant(name):
+def reject_constant(name):
+  """json.loads' parse_constant: NaN and Infinity are not JSON, and no hint holds them."""
   raise ValueError(f'{name} is not a number JSON allows')
 
 

@@ -114,6 +114,15 @@ def _local_tiled(model, variables, local_HxWxC, global_256, tile, temperature):
   return lax.fori_loop(0, len(table), one_tile, ab_half)
 
 
+def without_hints(model, l_xHxWx1):
+  """L (... x H x W x 1) as `model` reads it: for a model that takes hints, with
+  empty hint planes after it."""
+  if not model.hints:
+    return l_xHxWx1
+  planes = jnp.zeros(l_xHxWx1.shape[:-1] + (hints_lib.NUM_PLANES,), l_xHxWx1.dtype)
+  return jnp.concatenate([l_xHxWx1, planes], axis=-1)
+
+
 def pad_to_stride(x_HxWxC):
   """Pads H and W up to multiples of the local path's stride (8): L by repeating
   its edge, hint planes (any further channels) with zeros (no hint there)."""

@@ -86,7 +86,7 @@ def with_winograd_kernels(model, variables, global_size):
              for leaf in jax.tree.leaves(variables['params']))
   if model.kernels != 'cpu' or not wide:  # nothing to run (narrow: the bundled model)
     return variables
-  l = jnp.zeros((1, global_size, global_size, 1))
+  l = jnp.zeros((1, global_size, global_size, model.input_channels))
   _, extra = jax.jit(lambda v: model.apply(v, l, mutable=['winograd']))(variables)
   return {**variables, **extra}
 

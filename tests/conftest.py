@@ -62,16 +62,24 @@ def tiny_variables(tiny_config):
   Freshly initialised statistics (mean 0, variance 1) make eval-mode outputs
   sit at 0.5; a few train-mode passes over photo crops give realistic ones.
   """
-  model = model_lib.from_config(tiny_config.model)
-  size = tiny_config.model.global_size
+  return calibrated(model_lib.from_config(tiny_config.model), jax.random.key(0),
+                    tiny_config.model.global_size)
+
+
+def calibrated(model, key, size):
+  """Fresh variables of `model` whose BatchNorm statistics come from photo crops
+  (with random hint planes for a model that takes hints)."""
   variables = jax.jit(model.init, static_argnames='train')(
-      jax.random.key(0), jnp.zeros((1, size, size, 1)), train=False)
+      key, jnp.zeros((1, size, size, model.input_channels)), train=False)
   crops = np.stack([photo(name)[100:100 + size, 100:100 + size] for name in PHOTOS])
-  l = jnp.asarray(color.rgb_to_network(crops / 255.0)[0], jnp.float32)
+  x = jnp.asarray(color.rgb_to_network(crops / 255.0)[0], jnp.float32)
+  if model.hints:
+    planes = jax.random.uniform(key, x.shape[:3] + (3,), minval=-0.5, maxval=0.5)
+    x = jnp.concatenate([x, planes.at[..., 2].set(planes[..., 2] > 0)], axis=-1)
 
   @jax.jit
   def update(variables):
-    _, updates = model.apply(variables, l, train=True, mutable=['batch_stats'])
+    _, updates = model.apply(variables, x, train=True, mutable=['batch_stats'])
     return {**variables, **updates}
 
   for _ in range(30):
@@ -84,6 +92,43 @@ def tiny_checkpoint(tmp_path_factory, tiny_config, tiny_variables):
   """A tiny model written with orbax, as infer.py reads it."""
   path = tmp_path_factory.mktemp('checkpoint') / 'tiny'
   checkpoint.save(path, tiny_variables, tiny_config.model, ['beach', 'forest', 'street', 'room'])
+  return path
+
+
+def tiny_model_config(tiny_config, **options):
+  """The tiny model's config with some options (hints=True, head='bins') set."""
+  config = tiny_config.model.copy_and_resolve_references()
+  for key, value in options.items():
+    config[key] = value
+  return config
+
+
+@pytest.fixture(scope='session')
+def hint_variables(tiny_variables):
+  """The tiny model given hint inputs, their weights then made non-zero (as training would)."""
+  variables = model_lib.with_hint_inputs(tiny_variables)
+  conv = variables['params']['low_level']['conv1']['conv']
+  noise = jax.random.normal(jax.random.key(3), conv['kernel'].shape[:2] + (3,) +
+                            conv['kernel'].shape[3:])
+  conv['kernel'] = conv['kernel'].at[:, :, 1:].set(noise)
+  return variables
+
+
+@pytest.fixture(scope='session')
+def hint_checkpoint(tmp_path_factory, tiny_config, hint_variables):
+  """A tiny model that takes hints, written with orbax."""
+  path = tmp_path_factory.mktemp('hints') / 'model'
+  checkpoint.save(path, hint_variables, tiny_model_config(tiny_config, hints=True))
+  return path
+
+
+@pytest.fixture(scope='session')
+def steerable_checkpoint(tmp_path_factory, tiny_config):
+  """A tiny model with both options that steer it: hints and a colour-distribution head."""
+  config = tiny_model_config(tiny_config, hints=True, head='bins')
+  variables = calibrated(model_lib.from_config(config), jax.random.key(4), config.global_size)
+  path = tmp_path_factory.mktemp('steerable') / 'model'
+  checkpoint.save(path, variables, config)
   return path
 
 

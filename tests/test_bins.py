@@ -85,7 +85,8 @@ def tiny_config_bins(tiny_config):
 def tiny_variables_bins(tiny_config):
   model = model_lib.from_config(tiny_config_bins(tiny_config))
   size = tiny_config.model.global_size
-  variables = model.init(jax.random.key(1), jnp.zeros((1, size, size, 1)), train=False)
+  variables = jax.jit(model.init, static_argnames='train')(
+      jax.random.key(1), jnp.zeros((1, size, size, 1)), train=False)
   # Bias the output layer towards a colourful bin, so temperature matters.
   bias = variables['params']['colorization']['output']['bias']
   warm = int(bins.nearest(jnp.asarray([30.0, 50.0])))

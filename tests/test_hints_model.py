@@ -8,6 +8,7 @@ from PIL import Image
 import pytest
 
 from conftest import photo
+from conftest import tiny_model_config
 from jaxcolor import checkpoint
 from jaxcolor import color
 from jaxcolor import hints
@@ -23,19 +24,7 @@ BLUE = (10.0, -60.0)
 
 
 def hints_config(tiny_config):
-  config = tiny_config.model.copy_and_resolve_references()
-  config.hints = True
-  return config
-
-
-@pytest.fixture(scope='module')
-def hint_variables(tiny_variables):
-  """The tiny model given hint inputs, their weights then made non-zero (as training would)."""
-  variables = model_lib.with_hint_inputs(tiny_variables)
-  kernel = variables['params']['low_level']['conv1']['conv']['kernel']
-  noise = jax.random.normal(jax.random.key(3), kernel.shape[:2] + (3,) + kernel.shape[3:])
-  variables['params']['low_level']['conv1']['conv']['kernel'] = kernel.at[:, :, 1:].set(noise)
-  return variables
+  return tiny_model_config(tiny_config, hints=True)
 
 
 @pytest.fixture(scope='module')
@@ -140,13 +129,6 @@ def test_fine_tuning_with_hints_starts_from_an_automatic_checkpoint(train_config
     trainer.train_and_evaluate(train_config, tmp_path / 'again')
 
 
-@pytest.fixture(scope='module')
-def hint_checkpoint(tmp_path_factory, tiny_config, hint_variables):
-  path = tmp_path_factory.mktemp('hints') / 'model'
-  checkpoint.save(path, hint_variables, hints_config(tiny_config))
-  return path
-
-
 def write_hints(path, *entries):
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(json.dumps({'version': 1, 'hints': list(entries)}))
@@ -222,3 +204,20 @@ def test_evaluate_with_simulated_hints(hint_checkpoint, tiny_checkpoint, tmp_pat
   assert evaluate.main(['--folder', str(photos), '--checkpoint', str(tiny_checkpoint),
                         '--output', str(tmp_path / 'no'), '--hints', '1']) == 2
   assert 'takes no colour hints' in capsys.readouterr().err
+
+
+def test_films_and_exports_with_a_model_that_takes_hints(tiny_config, tiny_variables, tmp_path):
+  """Films get no hints: a model given hint inputs colours them as the model it came from."""
+  from benchmarks import video_clips
+  from jaxcolor.apps import export
+  from jaxcolor.apps import video
+  frames = video_clips.make_clip('pan', [photo('astronaut'), photo('coffee')], 48, 64, 6).grey
+  outputs = []
+  for variables, config in ((tiny_variables, tiny_config.model),
+                            (model_lib.with_hint_inputs(tiny_variables), hints_config(tiny_config))):
+    colorizer = video.VideoColorizer(inference.Predictor(variables, config))
+    outputs.append(np.stack([rgb for rgb, _ in colorizer.colorize(frames, 0.5)]))
+  assert np.abs(outputs[0].astype(int) - outputs[1]).max() <= 1
+  with pytest.raises(export.ExportError, match='no hints can be exported so far'):
+    export.export((tiny_variables, hints_config(tiny_config), None), 'stablehlo',
+                  tmp_path / 'x.mlir')

@@ -415,3 +415,71 @@ def test_ctrl_c_stops_the_server_during_a_stalled_upload(one_place_server):
   finally:
     stalled.close()
   assert 'KeyboardInterrupt' not in one_place_server.stderr.read_text()
+
+
+@pytest.fixture(scope='module')
+def steerable_server(tmp_path_factory, steerable_checkpoint):
+  """serve.py with a tiny model that takes hints and has a colour-distribution head."""
+  folder = tmp_path_factory.mktemp('web_steerable')
+  with web_server.serve(folder, '--checkpoint', steerable_checkpoint) as s:
+    yield s
+
+
+HINTS = {'version': 1, 'hints': [{'x': 10, 'y': 12, 'size': 5, 'color': '#2050e0'},
+                                 {'x': 50, 'y': 30, 'ab': [40.0, 20.0]}]}
+
+
+def test_hints_give_the_bytes_infer_writes_with_the_same_file(steerable_server,
+                                                              steerable_checkpoint, tmp_path):
+  status, _, body = steerable_server.request('GET', '/api/info')
+  info = json.loads(body)
+  assert info['takes_hints'] and info['max_hints'] == 1000 and info['temperature'] == 0.38
+  data = GOOD['colour photo.jpg'][0]  # 60 x 40
+  (tmp_path / 'photo.jpg').write_bytes(data)
+  (tmp_path / 'photo.jpg.json').write_text(json.dumps(HINTS))
+  assert infer.main(['--image', str(tmp_path / 'photo.jpg'), '--checkpoint',
+                     str(steerable_checkpoint), '--hints', str(tmp_path / 'photo.jpg.json'),
+                     '--output', str(tmp_path / 'out.jpg')]) == 0
+  status, _, steered = steerable_server.post('/api/colorize', {'image': ('photo.jpg', data)},
+                                             {'hints': json.dumps(HINTS)})
+  assert status == 200 and steered == (tmp_path / 'out.jpg').read_bytes()
+  _, _, plain = steerable_server.post('/api/colorize', {'image': ('photo.jpg', data)})
+  assert plain != steered
+  status, _, body = steerable_server.post('/api/lab', {'image': ('photo.jpg', data)},
+                                          {'hints': json.dumps(HINTS)})
+  assert status == 200 and web_server.read_lab(body)[0]['hints'] == 2
+
+
+@pytest.mark.parametrize('hints, problem', [
+    ('{"version": 1, "hints": [{"x": 60, "y": 0, "ab": [0, 0]}]}',
+     'photo.jpg: hints: hint 0: the point (60, 0) is outside the 60x40 image'),
+    ('{"version": 1, "hints": [', 'photo.jpg: hints: not valid JSON'),
+    ('{"version": 1, "hints": [{"x": 1, "y": 1, "ab": [NaN, 0]}]}', 'NaN is not a number'),
+    ('{"version": 7, "hints": []}', 'photo.jpg: hints: unknown version 7'),
+])
+def test_bad_hints_are_400_naming_the_photo_and_the_hint(steerable_server, hints, problem):
+  for path in ('/api/colorize', '/api/lab'):
+    status, error = steerable_server.error(path, {'image': ('photo.jpg', GOOD['colour photo.jpg'][0])},
+                                           {'hints': hints})
+    assert status == 400 and problem in error, error
+
+
+def test_suggestions_are_the_likeliest_colours_at_a_pixel(steerable_server, server):
+  data = {'image': ('photo.jpg', GOOD['colour photo.jpg'][0])}
+  status, _, body = steerable_server.post('/api/suggest', data, {'x': '5', 'y': '7'})
+  colours = json.loads(body)['colours']
+  assert status == 200 and len(colours) == app.SUGGESTIONS
+  probabilities = [c['probability'] for c in colours]
+  assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1
+  assert all(len(c['ab']) == 2 for c in colours)
+  status, error = steerable_server.error('/api/suggest', data, {'x': '60', 'y': '0'})
+  assert status == 400 and 'the point (60, 0) is outside the 60x40 image' in error
+  assert steerable_server.error('/api/suggest', data, {'x': 'left'})[0] == 400
+  # A model without bins has no distribution to offer; one without hints refuses them.
+  status, _, body = server.post('/api/suggest', data, {'x': '5', 'y': '7'})
+  assert status == 200 and json.loads(body)['colours'] == []
+  status, error = server.error('/api/colorize', data, {'hints': json.dumps(HINTS)})
+  assert status == 400 and 'takes no colour hints' in error
+  status, error = steerable_server.error('/api/colorize', {**data, 'style': data['image']},
+                                         {'hints': json.dumps(HINTS)})
+  assert status == 400 and 'cannot be combined' in error

@@ -5,6 +5,7 @@ JAXCOLOR_WEB_SCREENSHOT=docs/web_page.png also writes the README's screenshot.
 """
 import base64
 import io
+import json
 import os
 import pathlib
 import shutil
@@ -152,6 +153,95 @@ def test_drop_compare_adjust_strength_and_download(browser, tiny_server, tiny_ch
   resources = browser.execute_script(
       "return performance.getEntriesByType('resource').map(r => r.name)")
   assert resources and all(url.startswith(tiny_server.url) for url in resources)
+
+
+@pytest.fixture(scope='module')
+def steerable_server(tmp_path_factory, steerable_checkpoint):
+  folder = tmp_path_factory.mktemp('web_page_steerable')
+  with web_server.serve(folder, '--checkpoint', steerable_checkpoint) as s:
+    yield s
+
+
+HINTS_OF = 'return state.photos[0].hints.hints'  # the page's hint list, as it saves it
+
+
+def shown_when_settled(browser, card, timeout=120):
+  """Waits until the card shows the answer to its latest request."""
+  WebDriverWait(browser, timeout, poll_frequency=0.05).until(
+      lambda b: card.get_attribute('data-shown') == card.get_attribute('data-requested')
+      and card.get_attribute('data-state') == 'done')
+
+
+def test_hints_are_placed_moved_undone_saved_and_downloaded(browser, steerable_server,
+                                                            steerable_checkpoint, tmp_path):
+  source = tmp_path / 'photo.jpg'
+  Image.fromarray(photo('chelsea')[:61, :90]).convert('L').save(source, quality=90)
+  open_page(browser, steerable_server)
+  browser.execute_script(DROP, base64.b64encode(source.read_bytes()).decode(), source.name,
+                         '#drop')
+  (card,) = cards_when_done(browser, 1)
+  editor = card.find_element(By.CSS_SELECTOR, 'canvas.editor')
+  assert editor.is_displayed() and (editor.get_property('width'), editor.get_property('height')) == (90, 61)
+  assert card.find_element(By.CSS_SELECTOR, '.hint-size').get_property('value') == '1'  # 61/256*6
+
+  def at(x, y):  # the pointer over the full-size pixel (x, y), from the editor's centre
+    scale = editor.size['width'] / 90
+    return ActionChains(browser).move_to_element_with_offset(
+        editor, round((x + 0.5) * scale - editor.size['width'] / 2),
+        round((y + 0.5) * scale - editor.size['height'] / 2))
+
+  size = card.find_element(By.CSS_SELECTOR, '.hint-size')
+  size.send_keys(Keys.CONTROL, 'a')
+  size.send_keys('5', Keys.TAB)
+  at(30, 20).click().perform()
+  assert browser.execute_script(HINTS_OF) == [{'x': 30, 'y': 20, 'size': 5, 'color': '#3a6ea5'}]
+  picker = card.find_element(By.CSS_SELECTOR, '.hint-colour')
+  browser.execute_script("arguments[0].value = '#2050e0';"
+                         "arguments[0].dispatchEvent(new Event('change'))", picker)
+  assert browser.execute_script(HINTS_OF)[0]['color'] == '#2050e0'  # the selected hint
+  WebDriverWait(browser, 30).until(lambda b: len(card.find_elements(
+      By.CSS_SELECTOR, '.suggestions .suggestion')) >= 1 + 5)  # the model's own + its modes
+  shown_when_settled(browser, card)
+  square = card.find_element(By.CSS_SELECTOR, '.hint-layer .hint')
+  assert square.value_of_css_property('background-color') == 'rgba(32, 80, 224, 1)'
+
+  at(30, 20).click_and_hold().move_by_offset(round(20 * editor.size['width'] / 90), 0).release(
+      ).perform()
+  moved = browser.execute_script(HINTS_OF)
+  assert (moved[0]['x'], moved[0]['y']) == (50, 20)
+  card.find_element(By.CSS_SELECTOR, '.undo').click()
+  assert browser.execute_script(HINTS_OF)[0]['x'] == 30
+  card.find_element(By.CSS_SELECTOR, '.redo').click()
+  assert browser.execute_script(HINTS_OF)[0]['x'] == 50
+  at(70, 40).context_click().perform()  # nothing there: no hint removed
+  at(50, 20).click().perform()  # selects it
+  editor.send_keys(Keys.DELETE)
+  assert browser.execute_script(HINTS_OF) == [] and card.get_attribute('data-hints') == '0'
+  editor.send_keys(Keys.CONTROL, 'z')
+  assert len(browser.execute_script(HINTS_OF)) == 1
+  at(10, 50).click().perform()  # a second hint, in the picker's colour
+  hints = browser.execute_script(HINTS_OF)
+  assert hints[1] == {'x': 10, 'y': 50, 'size': 5, 'color': '#2050e0'}
+  shown_when_settled(browser, card)
+
+  card.find_element(By.CSS_SELECTOR, '.save-hints').click()
+  saved = downloaded(browser, 'photo.jpg.json')
+  assert json.loads(saved.read_text()) == {'version': 1, 'hints': hints}
+  card.find_element(By.CSS_SELECTOR, '.download').click()
+  result = downloaded(browser, 'photo-colorized.jpg')
+  assert infer.main(['--image', str(source), '--checkpoint', str(steerable_checkpoint),
+                     '--hints', str(saved), '--output', str(tmp_path / 'cli.jpg')]) == 0
+  assert result.read_bytes() == (tmp_path / 'cli.jpg').read_bytes()
+
+  other = tmp_path / 'other.json'
+  other.write_text(json.dumps({'version': 1, 'hints': [{'x': 5, 'y': 5, 'ab': [20, 30]}]}))
+  card.find_element(By.CSS_SELECTOR, '.load-hints').send_keys(str(other))
+  WebDriverWait(browser, 10).until(lambda b: card.get_attribute('data-hints') == '1')
+  shown_when_settled(browser, card)
+  other.write_text('{"version": 1, "hints": [{"x": 500, "y": 5, "ab": [20, 30]}]}')
+  card.find_element(By.CSS_SELECTOR, '.load-hints').send_keys(str(other))
+  WebDriverWait(browser, 30).until(lambda b: card.get_attribute('data-state') == 'error')
+  assert 'hint 0: the point (500, 5) is outside the 90x61 image' in card.text
 
 
 def test_errors_show_by_their_file_and_the_batch_goes_on(browser, tiny_server, tmp_path):

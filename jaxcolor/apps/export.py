@@ -139,9 +139,10 @@ def export(source, file_format, output, overwrite=False):
   paths = check_outputs(file_format, output, overwrite)
   variables, model_config, class_names = (
       source if isinstance(source, tuple) else checkpoint.load(source))
-  if model_config.get('head', 'regression') != 'regression' or model_config.get('encoder'):
-    raise ExportError('only models with the paper\'s colour head and no pretrained encoder '
-                      'can be exported so far')
+  if (model_config.get('head', 'regression') != 'regression' or model_config.get('encoder')
+      or model_config.get('hints')):
+    raise ExportError('only models with the paper\'s colour head, no pretrained encoder and '
+                      'no hints can be exported so far')
   folded = folding.fold(variables)
   metadata = describe(model_config, class_names, file_format)
   if file_format == 'stablehlo':

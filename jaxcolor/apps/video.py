@@ -146,9 +146,10 @@ class VideoColorizer:
   def initial_state(self, height, width):
     """The state before a video's first frame, for frames of this size."""
     padded = inference.pad_to_stride(jnp.zeros((height, width, 1)))
+    l_global = jnp.zeros((1, self.global_size, self.global_size, 1))
     features = jax.eval_shape(
         functools.partial(self.model.apply, method='global_features'), self.variables,
-        jnp.zeros((1, self.global_size, self.global_size, 1)))[1]
+        inference.without_hints(self.model, l_global))[1]
     half = (padded.shape[0] // 2, padded.shape[1] // 2)
     return State(thumbnail=jnp.zeros((THUMBNAIL, THUMBNAIL)),
                  global_256=jnp.zeros(features.shape[1:], jnp.float32),
@@ -161,14 +162,16 @@ class VideoColorizer:
     l_BxHxWx1 = color.rgb_to_network(rgb_BxHxWx3.astype(jnp.float32) / 255.0)[0]
     cuts = find_cuts(state.thumbnail, jax.vmap(thumbnail)(l_BxHxWx1), state.count == 0)
     to_global = functools.partial(inference.resize_to_square, size=self.global_size)
-    _, global_256 = self.model.apply(variables, jax.vmap(to_global)(l_BxHxWx1),
-                                     method='global_features')
+    _, global_256 = self.model.apply(
+        variables, inference.without_hints(self.model, jax.vmap(to_global)(l_BxHxWx1)),
+        method='global_features')
     # A running mean in the compute dtype (bfloat16) would lose small steps.
     shared, global_last, count = smooth_over_shots(global_256.astype(jnp.float32), cuts, state,
                                                    stability)
     local = jax.vmap(inference.pad_to_stride)(l_BxHxWx1)
     ab_half = inference.to_chrominance(
-        self.model.apply(variables, local, shared, method='local_path'), self.temperature)
+        self.model.apply(variables, inference.without_hints(self.model, local), shared,
+                         method='local_path'), self.temperature)
     ab_half, ab_last, l_last = filter_still(ab_half.astype(jnp.float32),
                                             jax.vmap(blurred_half)(local), cuts, state,
                                             stability)

@@ -2,10 +2,16 @@
 
   GET  /               the page (static/index.html; its script and styles under /static/)
   GET  /api/info       the limits, and whether the model names scenes
-  POST /api/colorize   multipart `image` [+ `style`, `strength`, `side_by_side`] -> the
-                       result file at the input's size and in its format, as infer.py writes it
-  POST /api/lab        multipart `image` [+ `style`] -> scene labels, and the lightness and
-                       chrominance from which the page draws any colour strength itself
+  POST /api/colorize   multipart `image` [+ `style`, `strength`, `side_by_side`, `temperature`,
+                       `hints`] -> the result file at the input's size and in its format, as
+                       infer.py writes it
+  POST /api/lab        multipart `image` [+ `style`, `temperature`, `hints`] -> scene labels,
+                       and the lightness and chrominance from which the page draws any
+                       colour strength itself
+  POST /api/suggest    multipart `image`, `x`, `y` [+ `style`, `hints`] -> colours to offer
+                       for that pixel: the likeliest of a bins model's distribution there
+
+`hints` is the text of a hint file (jaxcolor/hints.py), for a model that takes them.
 
 A problem answers 4xx with JSON {"error": "<file>: <problem>"}: 413 for an upload
 over the size limit or an image over the pixel limit (refused from its header),
@@ -45,6 +51,7 @@ from starlette.staticfiles import StaticFiles
 
 from jaxcolor import bins
 from jaxcolor import color
+from jaxcolor import hints as hints_lib
 from jaxcolor import images
 from jaxcolor import inference
 
@@ -52,6 +59,8 @@ STATIC = pathlib.Path(__file__).parent / 'static'
 DEFAULT_MAX_UPLOAD_MB = 64
 DEFAULT_MAX_QUEUE = 16
 TOP_K = 3
+SUGGESTIONS = 5  # colours /api/suggest offers
+MAX_FIELD_BYTES = 256 * 1024  # a text field: a hint file of 1,000 hints is ~80 kB
 # The browser itself refuses anything the page would load from elsewhere.
 PAGE_HEADERS = {
     'Content-Security-Policy': "default-src 'self'; img-src 'self' blob: data:; "
@@ -122,21 +131,28 @@ class Colorizer:
       return await asyncio.get_running_loop().run_in_executor(self.worker, job)
     except images.TooManyPixels as e:
       raise HTTPException(413, str(e)) from None
-    except images.ImageError as e:
+    except (images.ImageError, hints_lib.HintError) as e:
       raise HTTPException(400, str(e)) from None
     except Exception:  # the server stays up whatever one image does to it
       log.exception('%s: failed', name)  # the details stay in the server's log
       raise HTTPException(500, f'{name}: could not be colorized (internal error; the '
                                'server log says why)') from None
 
-  def predict(self, image, style, temperature=None):
-    """(LoadedImage, Prediction, model seconds) of two Uploads (style may be None)."""
+  def load(self, image, style, hint_text=''):
+    """(LoadedImage, style's L or None, [hints.Hint] or None) of the uploads."""
     loaded = images.load_luminance(image.data, self.max_pixels, image.name)
     style_l = (None if style is None else
                images.load_luminance(style.data, self.max_pixels, style.name).l)
+    marks = parse_hints(hint_text, image.name, *loaded.l.shape) if hint_text else None
+    return loaded, style_l, marks
+
+  def predict(self, image, style, temperature=None, hint_text=''):
+    """(LoadedImage, Prediction, model seconds, hints or None) of two Uploads (style
+    may be None) and the text of a hint file ('' for none)."""
+    loaded, style_l, marks = self.load(image, style, hint_text)
     start = time.perf_counter()
-    prediction = self.predictor(loaded.l, style_l, temperature)
-    return loaded, prediction, time.perf_counter() - start
+    prediction = self.predictor(loaded.l, style_l, temperature, hints=marks)
+    return loaded, prediction, time.perf_counter() - start, marks
 
 
 def parse_temperature(fields, predictor):
@@ -151,10 +167,30 @@ def parse_temperature(fields, predictor):
     raise HTTPException(400, f'temperature={text[:20]!r}: {e}') from None
 
 
+def check_hints(fields, style, predictor):
+  """The `hints` field's text ('' for none); 400 when this model or request cannot
+  take hints."""
+  text = fields.get('hints', '')
+  if text and not predictor.has_hints:
+    raise HTTPException(400, 'hints: this model takes no colour hints')
+  if text and style is not None:
+    raise HTTPException(400, 'hints and a mood photo (style) cannot be combined')
+  return text
+
+
+def parse_hints(text, name, height, width):
+  """The hint file `text` for the photo `name` -> [hints.Hint]; HintError says why not."""
+  try:
+    document = json.loads(text, parse_constant=hints_lib.reject_constant)
+  except ValueError as e:
+    raise hints_lib.HintError(f'{name}: hints: not valid JSON: {e}') from None
+  return hints_lib.parse(document, height, width, name=f'{name}: hints')
+
+
 async def read_form(request):
   """(image, style or None, the text fields) of a multipart request."""
   try:
-    async with request.form(max_files=2, max_fields=8) as form:
+    async with request.form(max_files=2, max_fields=10, max_part_size=MAX_FIELD_BYTES) as form:
       image = await _read_file(form, 'image', required=True)
       style = await _read_file(form, 'style')
       fields = {key: value for key, value in form.items() if isinstance(value, str)}
@@ -220,19 +256,22 @@ def create_app(predictor, max_upload_bytes=DEFAULT_MAX_UPLOAD_MB * 2**20,
                          'max_queue': max_queue, 'max_strength': color.MAX_STRENGTH, 'top_k': TOP_K,
                          'names_scenes': bool(predictor.class_names),
                          'temperature': predictor.temperature if predictor.has_bins else None,
-                         'max_temperature': bins.MAX_TEMPERATURE})
+                         'max_temperature': bins.MAX_TEMPERATURE,
+                         'takes_hints': predictor.has_hints, 'max_hints': hints_lib.MAX_HINTS,
+                         'max_hint_size': hints_lib.MAX_SIZE})
 
   async def colorize(request):
     image, style, fields = await read_form(request)
     strength = parse_strength(fields)
     temperature = parse_temperature(fields, predictor)
+    hint_text = check_hints(fields, style, predictor)
     side_by_side = fields.get('side_by_side', '').lower() in ('1', 'true', 'on', 'yes')
 
     download_name = result_name(image.name)
     file_format = images.output_format(download_name)
 
     def job():
-      loaded, prediction, seconds = model.predict(image, style, temperature)
+      loaded, prediction, seconds, _ = model.predict(image, style, temperature, hint_text)
       rgb = prediction.result_rgb(loaded.l, strength, side_by_side)
       return images.encode_rgb(rgb, file_format), seconds
 
@@ -244,10 +283,11 @@ def create_app(predictor, max_upload_bytes=DEFAULT_MAX_UPLOAD_MB * 2**20,
   async def lab(request):
     image, style, fields = await read_form(request)
     temperature = parse_temperature(fields, predictor)
+    hint_text = check_hints(fields, style, predictor)
     download_name = result_name(image.name)
 
     def job():
-      loaded, prediction, seconds = model.predict(image, style, temperature)
+      loaded, prediction, seconds, marks = model.predict(image, style, temperature, hint_text)
       labels = predictor.top_k(prediction.probabilities, TOP_K)
       notes = loaded.notes + (['a colour photo: colorized from its lightness only']
                               if loaded.had_colour else [])
@@ -257,10 +297,33 @@ def create_app(predictor, max_upload_bytes=DEFAULT_MAX_UPLOAD_MB * 2**20,
               'format': images.output_format(download_name), 'download_name': download_name,
               'labels': [{'name': name, 'probability': p}
                          for name, p in labels],
-              'notes': notes, 'style': style and style.name, 'seconds': seconds}
+              'notes': notes, 'style': style and style.name, 'seconds': seconds,
+              'hints': None if marks is None else len(marks)}
       return lab_payload(meta, loaded.l, prediction.ab)
 
     return Response(await model.run(image.name, job), media_type='application/octet-stream')
+
+  async def suggest(request):
+    image, style, fields = await read_form(request)
+    hint_text = check_hints(fields, style, predictor)
+    try:
+      x, y = int(fields.get('x', '')), int(fields.get('y', ''))
+    except ValueError:
+      raise HTTPException(400, 'x and y: send the pixel\'s column and row as integers') from None
+
+    def job():
+      loaded, style_l, marks = model.load(image, style, hint_text)
+      height, width = loaded.l.shape
+      if not (0 <= x < width and 0 <= y < height):
+        raise images.ImageError(f'{image.name}: the point ({x}, {y}) is outside the '
+                                f'{width}x{height} image')
+      if not predictor.has_bins:
+        return []
+      distribution = predictor.distribution(loaded.l, y, x, style_l, hints=marks)
+      return [{'ab': [a, b], 'probability': p}
+              for a, b, p in bins.likeliest(distribution, SUGGESTIONS)]
+
+    return JSONResponse({'x': x, 'y': y, 'colours': await model.run(image.name, job)})
 
   async def error(request, exc):
     return JSONResponse({'error': exc.detail}, exc.status_code, headers=exc.headers)
@@ -277,6 +340,7 @@ def create_app(predictor, max_upload_bytes=DEFAULT_MAX_UPLOAD_MB * 2**20,
       routes=[Route('/', page), Route('/api/info', info),
               Route('/api/colorize', model.queued(colorize), methods=['POST']),
               Route('/api/lab', model.queued(lab), methods=['POST']),
+              Route('/api/suggest', model.queued(suggest), methods=['POST']),
               Mount('/static', StaticFiles(directory=STATIC))],
       middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)),
                   Middleware(UploadLimit, max_bytes=max_upload_bytes)],

@@ -2,7 +2,8 @@
 // lightness and chrominance; the page draws the colour at any strength itself,
 // with the same arithmetic as color.with_strength (jaxcolor/color.py), so the
 // strength control needs no new model run. Downloads come from /api/colorize,
-// which writes the file exactly as `infer.py --strength S` does.
+// which writes the file exactly as `infer.py --strength S` does. A model that takes
+// colour hints gets a hint editor under each result (hints.js).
 'use strict';
 
 // ---- Colour: a mirror of jaxcolor/color.py (lab_to_rgb, grey_rgb, with_strength).
@@ -132,6 +133,7 @@ class Photo {
   constructor(file) {
     this.file = file;
     this.result = null;
+    this.generation = 0;  // of the latest colorize request: only its answer is shown
     this.card = document.getElementById('card').content.firstElementChild.cloneNode(true);
     this.$ = selector => this.card.querySelector(selector);
     this.$('.name').textContent = file.name;
@@ -145,6 +147,7 @@ class Photo {
     };
     this.$('.strength').oninput = () => this.redraw();
     this.$('.download').onclick = () => this.download();
+    this.hints = new HintEditor(this);
     document.getElementById('results').append(this.card);
   }
 
@@ -180,16 +183,21 @@ class Photo {
     this.setState('waiting', 'waiting');
     this.$('.error').hidden = true;
     const style = state.style;
-    state.queue = state.queue.then(() => this.colorize(style));
+    const generation = ++this.generation;
+    this.card.dataset.requested = generation;
+    state.queue = state.queue.then(() => this.colorize(style, generation));
   }
 
-  async colorize(style) {
-    if (!this.card.isConnected) return;
+  // Runs unless a newer request for this photo was queued meanwhile; shows its answer
+  // unless a newer one was queued while it ran.
+  async colorize(style, generation) {
+    if (!this.card.isConnected || generation !== this.generation) return;
     const started = performance.now();
     const form = new FormData();
     form.append('image', this.file);
     if (style) form.append('style', style);
     this.appendTemperature(form);
+    this.hints.append(form);
     let stage = 'upload', fraction = 0;
     const tick = setInterval(() => this.progress(stage, fraction, started), 500);
     try {
@@ -197,11 +205,13 @@ class Photo {
         [stage, fraction] = [s, f];
         this.progress(stage, fraction, started);
       });
+      if (generation !== this.generation) return;  // a newer answer is on its way
       this.show(parseLab(xhr.response), style);
+      this.card.dataset.shown = generation;
       this.card.dataset.shownMs = (performance.now() - started).toFixed(0);
       this.setState('done', `shown after ${(this.card.dataset.shownMs / 1000).toFixed(1)} s`);
     } catch (error) {
-      this.fail(error.message);
+      if (generation === this.generation) this.fail(error.message);
     } finally {
       clearInterval(tick);
     }
@@ -220,6 +230,7 @@ class Photo {
     drawGrey(result, grey.data);
     before.putImageData(grey, 0, 0);
     this.colour = this.$('.after').getContext('2d').createImageData(meta.width, meta.height);
+    this.hints.show(meta);
     this.redraw();
     this.$('.progress').hidden = true;
     this.$('.result').hidden = false;
@@ -248,6 +259,7 @@ class Photo {
       const value = Number(this.$('.strength').value);
       drawColour(this.result, value, this.colour.data);
       this.$('.after').getContext('2d').putImageData(this.colour, 0, 0);
+      this.hints.draw(this.colour);
       this.card.dataset.strength = value;
     });
   }
@@ -259,6 +271,7 @@ class Photo {
     form.append('image', this.file);
     if (this.style) form.append('style', this.style);
     this.appendTemperature(form);
+    this.hints.append(form);
     form.append('strength', this.$('.strength').value);
     form.append('side_by_side', sideBySide ? '1' : '0');
     button.disabled = true;
