@@ -2,7 +2,6 @@
 fine-tuning, and the commands that pass hints to it."""
 import json
 
-import jax
 import numpy as np
 from PIL import Image
 import pytest
