@@ -15,6 +15,7 @@ from jaxcolor import inference
 from jaxcolor import model as model_lib
 from jaxcolor.commands import evaluate
 from jaxcolor.commands import infer
+from jaxcolor.training import config_checks
 from jaxcolor.training import input_pipeline
 from jaxcolor.training import trainer
 from test_inference import photo_l
@@ -123,6 +124,9 @@ def test_fine_tuning_with_hints_starts_from_an_automatic_checkpoint(train_config
   assert np.abs(kernel[:, :, :1] - start).max() < 0.1  # ... from the automatic model's weights
   variables, model_config, _ = checkpoint.load(tmp_path / 'checkpoints')
   assert model_config.hints and inference.Predictor(variables, model_config).has_hints
+  train_config.model.hints, train_config.init_from = False, ''  # resuming as another model
+  with pytest.raises(config_checks.ConfigError, match='does not fit this config'):
+    trainer.train_and_evaluate(train_config, tmp_path)
   train_config.init_from = str(tmp_path / 'nowhere')
   with pytest.raises(Exception, match='init_from'):
     trainer.train_and_evaluate(train_config, tmp_path / 'again')

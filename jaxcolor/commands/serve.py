@@ -10,6 +10,7 @@ use it. The page works offline. The same model and code as infer.py: the page's
 HTTP API is in the README.
 """
 import argparse
+import signal
 import socket
 import sys
 
@@ -97,8 +98,11 @@ def main(argv=None):
     print(f'warning: listening on {args.host}: anyone who can reach this computer can use '
           'the page', file=sys.stderr)
   print(f'jaxcolor: colorizing at {url}  (Ctrl+C stops)', flush=True)
+  server = uvicorn.Server(config)
   try:
-    uvicorn.Server(config).run(sockets=[sock])
+    server.run(sockets=[sock])
   except KeyboardInterrupt:  # Ctrl+C, passed on by uvicorn once it has stopped
     return 130
-  return 0
+  # uvicorn passes Ctrl+C on by raising it again inside asyncio.run, whose main task can
+  # finish first and return normally (seen under load): ask it what stopped it.
+  return 130 if signal.SIGINT in getattr(server, '_captured_signals', ()) else 0

@@ -161,10 +161,15 @@ def _restore(manager, state, data_iterator):
     return state
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
   variables = {'params': abstract.params, 'batch_stats': abstract.batch_stats}
-  restored = manager.restore(step, args=ocp.args.Composite(
-      model=ocp.args.StandardRestore(variables),
-      optimizer=ocp.args.StandardRestore(abstract.opt_state),
-      data=grain.checkpoint.CheckpointRestore(data_iterator)))
+  try:
+    restored = manager.restore(step, args=ocp.args.Composite(
+        model=ocp.args.StandardRestore(variables),
+        optimizer=ocp.args.StandardRestore(abstract.opt_state),
+        data=grain.checkpoint.CheckpointRestore(data_iterator)))
+  except ValueError as e:  # orbax: a stored shape the config's model does not have
+    raise config_checks.ConfigError(
+        f'{manager.directory / str(step)} does not fit this config\'s model ({e}); resume with '
+        'the config that run was started with, or give another --workdir') from None
   print(f'Resuming from step {step} in {manager.directory}', flush=True)
   return state.replace(step=step, params=restored.model['params'],
                        batch_stats=restored.model['batch_stats'],
