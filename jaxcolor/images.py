@@ -66,8 +66,9 @@ def load_luminance(source, max_pixels=MAX_PIXELS, name=None):
         raise TooManyPixels(f'{path}: {width}x{height} pixels is more than the limit of '
                             f'{max_pixels} (raise it with --max-pixels)')
       file_format = image.format
-      if getattr(image, 'n_frames', 1) > 1:
-        notes.append(f'{path}: has {image.n_frames} frames; colorizing the first')
+      frames = _frame_count(image, path)
+      if frames > 1:
+        notes.append(f'{path}: has {frames} frames; colorizing the first')
       image.load()
       image = _upright(image, path, notes)
       rgb = _to_rgb_float(image)
@@ -83,8 +84,10 @@ def load_luminance(source, max_pixels=MAX_PIXELS, name=None):
     raise ImageError(f'{path}: not an image file Pillow can read') from None
   except Image.DecompressionBombError as e:
     raise TooManyPixels(f'{path}: refused, too many pixels ({e})') from None
-  except (OSError, SyntaxError, ValueError) as e:
-    raise ImageError(f'{path}: damaged or unsupported image ({e})') from None
+  except MemoryError:
+    raise
+  except Exception as e:  # Pillow's readers raise many types on damaged data
+    raise ImageError(f'{path}: damaged or unsupported image ({_reason(e)})') from None
   lab = color.rgb_to_lab(rgb)
   return LoadedImage(color.normalize_l(lab[..., 0]).astype(np.float32),
                      had_colour=not is_grey(rgb), notes=notes, format=file_format)
@@ -137,6 +140,30 @@ def ordered_parallel_map(fn, items, num_threads=8, window=256):
         yield pending.popleft().result()
     while pending:
       yield pending.popleft().result()
+
+
+def _reason(error):
+  """Pillow's words for a message; with the exception's type unless it is one of
+  the usual OSError, SyntaxError and ValueError, for words such as 'index out of
+  range' (IndexError) or '256' (KeyError) say little alone."""
+  if isinstance(error, (OSError, SyntaxError, ValueError)) and str(error):
+    return str(error)
+  kind = type(error)
+  kind = kind.__name__ if kind.__module__ == 'builtins' else f'{kind.__module__}.{kind.__name__}'
+  return f'{kind}: {error}' if str(error) else kind
+
+
+def _frame_count(image, path):
+  """How many frames `image` has; counting reads every frame's header, so a file
+  damaged after its first frame (a truncated animated GIF, a broken second TIFF
+  page) is an ImageError saying so."""
+  try:
+    return getattr(image, 'n_frames', 1)
+  except MemoryError:
+    raise
+  except Exception as e:  # GIF and TIFF raise struct.error, IndexError, TypeError, ...
+    raise ImageError(f'{path}: damaged image: its frames after the first cannot be read '
+                     f'({_reason(e)})') from None
 
 
 def _upright(image, path, notes):

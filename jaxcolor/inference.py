@@ -11,7 +11,6 @@ is all its outputs depend on, so the result is the untiled one while peak
 memory stays that of one tile.
 """
 import dataclasses
-import functools
 import os
 import pathlib
 
@@ -21,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcolor import bins
+from jaxcolor import buckets
 from jaxcolor import checkpoint
 from jaxcolor import color
 from jaxcolor import encoder
@@ -92,8 +92,9 @@ def to_chrominance(output, temperature):
   return color.normalize_ab(bins.decode(output, temperature))
 
 
-def _local_tiled(model, variables, local_HxWxC, global_256, tile, temperature):
-  """The local path's H/2 x W/2 chrominance, one fixed-size tile at a time."""
+def _local_tiled(model, variables, local_HxWxC, global_256, tile, temperature, valid=None):
+  """The local path's H/2 x W/2 chrominance, one fixed-size tile at a time; with
+  `valid` (padded input: see model.Colorizer.local_path), each tile's share of it."""
   height, width, channels = local_HxWxC.shape
   core_h, window_h, rows = tile_layout(height, tile)
   core_w, window_w, cols = tile_layout(width, tile)
@@ -103,7 +104,9 @@ def _local_tiled(model, variables, local_HxWxC, global_256, tile, temperature):
     row_window, row_core, col_window, col_core = table[i]
     window = lax.dynamic_slice(local_HxWxC, (row_window, col_window, 0),
                                (window_h, window_w, channels))
-    output = model.apply(variables, window[None], global_256, method='local_path')
+    window_valid = None if valid is None else valid - jnp.stack([row_window, col_window])
+    output = model.apply(variables, window[None], global_256, valid=window_valid,
+                         method='local_path')
     ab = to_chrominance(output, temperature)[0]
     core = lax.dynamic_slice(ab, ((row_core - row_window) // 2, (col_core - col_window) // 2, 0),
                              (core_h // 2, core_w // 2, 2))
@@ -171,6 +174,32 @@ def chrominance_l(model, variables, l_HxWx1, l_global_GxGx1=None, tile=None,
   return full_chrominance(ab_half, *l_HxWx1.shape[:2]), logits[0]
 
 
+def chrominance_padded(model, variables, x_HbxWbxC, l_global_GxGxC, valid, tile=None,
+                       temperature=bins.TEMPERATURE):
+  """chrominance_l for an image padded to a bucket (buckets.pad): (a*b* scaled to
+  [0, 1] at the bucket's size, logits). `valid` (traced): the rows and columns the
+  network reads as the image; beyond them the result is to be cropped away.
+  `l_global_GxGxC` None: the image is the global input (G x G, nothing padded)."""
+  local = x_HbxWbxC
+  if l_global_GxGxC is None:
+    output, logits = model.apply(variables, local[None], train=False)
+    ab_half = to_chrominance(output, temperature)[0]
+  else:
+    scene, fusion = model.apply(variables, l_global_GxGxC[None], method='global_features')
+    logits = model.apply(variables, scene, method='classify')
+    if tile is None or max(local.shape[:2]) <= tile:
+      output = model.apply(variables, local[None], fusion, valid=valid, method='local_path')
+      ab_half = to_chrominance(output, temperature)[0]
+    else:
+      ab_half = _local_tiled(model, variables, local, fusion, tile, temperature, valid)
+  # Beyond the image, repeat its last half-resolution row and column: the bilinear
+  # upsampling then gives its edge what it gives it at the image's own size.
+  half_h, half_w, _ = ab_half.shape
+  rows = jnp.minimum(jnp.arange(half_h), valid[0] // 2 - 1)
+  cols = jnp.minimum(jnp.arange(half_w), valid[1] // 2 - 1)
+  return full_chrominance(ab_half[rows][:, cols], 2 * half_h, 2 * half_w), logits[0]
+
+
 def check_temperature(temperature, has_bins):
   """`temperature` as a float, or ValueError saying why it cannot be used."""
   if not has_bins:
@@ -189,13 +218,19 @@ DEFAULT_TILE = 2048
 
 
 class Predictor:
-  """A loaded model: colorizes images, names scenes, transfers style."""
+  """A loaded model: colorizes images, names scenes, transfers style.
+
+  Every image is padded to a bucket (jaxcolor/buckets.py) and runs that bucket's
+  compiled program, so any number of sizes needs a bounded number of programs
+  (`programs`, at most `capacity`); the result is the image's own-size one up
+  to float32 rounding."""
 
   def __init__(self, variables, model_config, class_names=None, tile=DEFAULT_TILE,
-               kernels=None):
+               kernels=None, capacity=buckets.DEFAULT_CAPACITY):
     """`tile`: images with a side above it are colorized in tiles (same result,
     bounded memory); None never tiles. `kernels`: how convolutions are computed
-    (`ops.KERNELS`); None picks them for JAX's default backend."""
+    (`ops.KERNELS`); None picks them for JAX's default backend. `capacity`: the
+    most compiled programs kept."""
     self.model = model_lib.from_config(model_config, kernels=kernels or ops.kernels_for())
     self.tile = tile
     self.global_size = model_config.global_size
@@ -203,23 +238,22 @@ class Predictor:
     self.class_names = list(class_names or [])  # empty: trained without scene labels
     # A pretrained encoder's labels are shown only when confident (encoder.py).
     self.label_confidence = encoder.LABEL_CONFIDENCE if self.model.encoder else 0.0
-    self.trace_count = 0  # how often the colorize function was traced (tests read it)
+    self.trace_count = 0  # how often a program was traced (tests read it)
     self.temperature = bins.TEMPERATURE  # a bins model's default (set_temperature)
-    self._colorize = jax.jit(self._colorize_traced)
-    self._distribution = jax.jit(self._distribution_traced)
-    self._to_global = jax.jit(functools.partial(resize_to_square, size=self.global_size))
+    self.programs = buckets.Programs(self._compile, capacity)
 
   @classmethod
   def from_checkpoint(cls, path, tile=DEFAULT_TILE):
     return cls(*checkpoint.load(path), tile=tile)
 
   @classmethod
-  def for_command(cls, path=None, tile=DEFAULT_TILE, command='infer.py --image photo.jpg'):
+  def for_command(cls, path=None, tile=DEFAULT_TILE, command='infer.py --image photo.jpg',
+                  capacity=buckets.DEFAULT_CAPACITY):
     """What a command colorizes with: `path`, else the bundled model (checkpoint.model_or_bundled),
     with the compilation cache on. Raises checkpoint.CheckpointError."""
     path = checkpoint.model_or_bundled(path, command)
     enable_compilation_cache()
-    predictor = cls.from_checkpoint(path, tile=tile)
+    predictor = cls(*checkpoint.load(path), tile=tile, capacity=capacity)
     predictor.path = path  # what it was loaded from (evaluate.py records it)
     return predictor
 
@@ -238,17 +272,58 @@ class Predictor:
     or a value outside (0, MAX_TEMPERATURE]."""
     self.temperature = check_temperature(temperature, self.has_bins)
 
-  def _colorize_traced(self, variables, l_HxWx1, l_global_GxGx1, temperature):
+  def _colorize_traced(self, variables, x_HbxWbxC, l_global_GxGxC, valid, temperature):
     self.trace_count += 1
-    ab01, logits = chrominance_l(self.model, variables, l_HxWx1, l_global_GxGx1, self.tile,
-                                 temperature)
-    return (color.network_to_rgb(l_HxWx1[..., :1], ab01), color.denormalize_ab(ab01),
+    ab01, logits = chrominance_padded(self.model, variables, x_HbxWbxC, l_global_GxGxC, valid,
+                                      self.tile, temperature)
+    return (color.network_to_rgb(x_HbxWbxC[..., :1], ab01), color.denormalize_ab(ab01),
             jax.nn.softmax(logits))
+
+  def _distribution_traced(self, variables, x_HbxWbxC, l_global_GxGxC, valid, row, col):
+    self.trace_count += 1
+    _, fusion = self.model.apply(variables, l_global_GxGxC[None], method='global_features')
+    output = self.model.apply(variables, x_HbxWbxC[None], fusion, valid=valid,
+                              method='local_path')
+    return bins.probabilities(output[0, row // 2, col // 2])
+
+  def _compile(self, key):
+    return self.lower(key).compile()
+
+  def lower(self, key):
+    """The program for key = (kind: 'colorize' or 'distribution', bucket height,
+    bucket width, whether the image is its own global input), lowered for XLA."""
+    kind, height, width, shared = key
+    channels, size = self.model.input_channels, self.global_size
+    spec = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
+    scalar = lambda dtype: jax.ShapeDtypeStruct((), dtype)
+    image, valid = spec(height, width, channels), jax.ShapeDtypeStruct((2,), jnp.int32)
+    global_input = None if shared else spec(size, size, channels)
+    if kind == 'colorize':  # a new function each time: JAX's caches go with the program
+      traced = jax.jit(lambda *args: self._colorize_traced(*args))
+      args = (image, global_input, valid, scalar(jnp.float32))
+    else:
+      traced = jax.jit(lambda *args: self._distribution_traced(*args))
+      args = (image, global_input, valid, scalar(jnp.int32), scalar(jnp.int32))
+    return traced.lower(self.variables, *args)
+
+  def warm_up(self, sizes=None, stop=None):
+    """Compiles the programs of the buckets `sizes` ((height, width) pairs; default
+    buckets.common()) ahead of the photos that need them, smallest first, up to
+    the capacity; returns how many it compiled. `stop()` True ends it early."""
+    compiled = 0
+    for height, width in (buckets.common() if sizes is None else sizes)[:self.programs.capacity]:
+      if stop is not None and stop():
+        break
+      key = ('colorize', buckets.bucket(height), buckets.bucket(width), False)
+      if key not in self.programs:
+        self.programs.get(key)
+        compiled += 1
+    return compiled
 
   def _network_input(self, l_HxW, hints, style_l):
     """(H x W x C input: L, and the hint planes of a model with hints; the global
     path's G x G input, or None when the image is it: one trunk run)."""
-    l_HxWx1 = jnp.asarray(l_HxW, jnp.float32)[..., None]
+    l_HxWx1 = np.asarray(l_HxW, np.float32)[..., None]
     if hints and not self.has_hints:
       raise ValueError('this model takes no colour hints (train one with model.hints=True)')
     if hints and style_l is not None:
@@ -256,33 +331,38 @@ class Predictor:
                        'sets the global colours that hints would change')
     if self.has_hints:
       planes = hints_lib.rasterize(hints or [], *l_HxWx1.shape[:2])
-      l_HxWx1 = jnp.concatenate([l_HxWx1, jnp.asarray(planes)], axis=-1)
+      l_HxWx1 = np.concatenate([l_HxWx1, np.asarray(planes, np.float32)], axis=-1)
     if style_l is None:
       if l_HxWx1.shape[:2] == (self.global_size,) * 2:
         return l_HxWx1, None
-      return l_HxWx1, self._to_global(l_HxWx1)
-    style = jnp.asarray(style_l, jnp.float32)[..., None]
+      return l_HxWx1, buckets.resize_square(l_HxWx1, self.global_size)
+    style = np.asarray(style_l, np.float32)[..., None]
     if self.has_hints:  # the style image's own global view, without hints
-      style = jnp.pad(style, ((0, 0), (0, 0), (0, hints_lib.NUM_PLANES)))
-    return l_HxWx1, self._to_global(style)
+      style = np.pad(style, ((0, 0), (0, 0), (0, hints_lib.NUM_PLANES)))
+    return l_HxWx1, buckets.resize_square(style, self.global_size)
 
-  def _distribution_traced(self, variables, l_HxWx1, l_global_GxGx1, row, col):
-    output, _ = self.model.apply(
-        variables, pad_to_stride(l_HxWx1)[None],
-        None if l_global_GxGx1 is None else l_global_GxGx1[None], train=False)
-    return bins.probabilities(output[0, row // 2, col // 2])
+  def _run(self, kind, l_HxW, hints, style_l, *args):
+    """The program of `kind` on the image, padded to its bucket: its outputs."""
+    x, global_input = self._network_input(l_HxW, hints, style_l)
+    if global_input is None and kind == 'colorize':  # G x G: one trunk run, as it is
+      padded, valid = x, np.asarray(x.shape[:2], np.int32)
+    else:  # (the distribution's program has no shared variant: the image is its own G x G)
+      padded, valid = buckets.pad(x)
+      global_input = x if global_input is None else global_input
+    program = self.programs.get((kind, *padded.shape[:2], global_input is None))
+    return program(self.variables, padded, global_input, valid, *args)
 
   def distribution(self, l_HxW, row, col, style_l=None, hints=None):
     """A bins model's predicted distribution over the a*b* bins (bins.centres())
     at pixel (row, col) of the image: Q probabilities. The row and column are
-    traced (one compile per image size)."""
+    traced (one program per bucket)."""
     if not self.has_bins:
       raise ValueError('only a model with a colour-distribution head predicts distributions')
     height, width = l_HxW.shape
     if not (0 <= row < height and 0 <= col < width):
       raise ValueError(f'pixel ({row}, {col}) is outside the {width}x{height} image')
-    network_input, global_input = self._network_input(l_HxW, hints, style_l)
-    return np.asarray(self._distribution(self.variables, network_input, global_input, row, col))
+    return np.asarray(self._run('distribution', l_HxW, hints, style_l, np.int32(row),
+                                np.int32(col)))
 
   def __call__(self, l_HxW, style_l=None, temperature=None, hints=None):
     """L in [0, 1] (H x W) -> Prediction; `style_l` lends its global features.
@@ -290,12 +370,12 @@ class Predictor:
     vivid; it is traced, so any value runs the same compiled program. `hints`
     (models with hints only): [hints.Hint], rasterised outside jit, so any number
     of them runs the same compiled program."""
-    temperature = jnp.float32(self.temperature if temperature is None else
-                              check_temperature(temperature, self.has_bins))
-    rgb, ab, probabilities = self._colorize(self.variables,
-                                            *self._network_input(l_HxW, hints, style_l),
-                                            temperature)
-    return Prediction(np.asarray(rgb), np.asarray(probabilities), np.asarray(ab))
+    temperature = np.float32(self.temperature if temperature is None else
+                             check_temperature(temperature, self.has_bins))
+    rgb, ab, probabilities = self._run('colorize', l_HxW, hints, style_l, temperature)
+    height, width = np.shape(l_HxW)
+    crop = lambda x: np.ascontiguousarray(np.asarray(x)[:height, :width])
+    return Prediction(crop(rgb), np.asarray(probabilities), crop(ab))
 
   def top_k(self, probabilities, k):
     """The k likeliest scenes as (class name, probability), best first, at least

@@ -145,13 +145,17 @@ class Block(nn.Module):
 
 
 class LowLevel(Block):
-  """Shared trunk, one set of weights for both paths: BxHxWx1 -> BxH/8xW/8x512w."""
+  """Shared trunk, one set of weights for both paths: BxHxWx1 -> BxH/8xW/8x512w.
+
+  `valid` (the local path's, see Colorizer.local_path): the (rows, columns) of the
+  input that are the image; the rest is zeroed before every convolution."""
 
   @nn.compact
-  def __call__(self, l_BxHxWx1, train):
-    x = l_BxHxWx1.astype(self.dtype)
+  def __call__(self, l_BxHxWx1, train, valid=None):
+    x, scale = l_BxHxWx1.astype(self.dtype), 1
     for i, (channels, stride) in enumerate(LOW_LEVEL, 1):
-      x = self.conv(f'conv{i}', channels, stride)(x, train)
+      x = self.conv(f'conv{i}', channels, stride)(ops.zero_beyond(x, valid, scale), train)
+      scale *= stride
     return x
 
 
@@ -159,9 +163,9 @@ class MidLevel(Block):
   """Local features: BxH/8xW/8x512w -> BxH/8xW/8x256w."""
 
   @nn.compact
-  def __call__(self, x, train):
+  def __call__(self, x, train, valid=None):
     for i, (channels, stride) in enumerate(MID_LEVEL, 1):
-      x = self.conv(f'conv{i}', channels, stride)(x, train)
+      x = self.conv(f'conv{i}', channels, stride)(ops.zero_beyond(x, valid, STRIDE), train)
     return x
 
 
@@ -196,13 +200,15 @@ class Colorization(Block):
   bins: int = 0
 
   @nn.compact
-  def __call__(self, x, train):
+  def __call__(self, x, train, valid=None):
+    scale = STRIDE
     for i, (channels, upsample) in enumerate(COLORIZATION, 1):
-      x = self.conv(f'conv{i}', channels)(x, train)
+      x = self.conv(f'conv{i}', channels)(ops.zero_beyond(x, valid, scale), train)
       if upsample:
         x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)  # nearest, x2
+        scale //= 2
     x = nn.Conv(self.bins or 2, (3, 3), padding=1, dtype=self.dtype,
-                param_dtype=self.param_dtype, name='output')(x)
+                param_dtype=self.param_dtype, name='output')(ops.zero_beyond(x, valid, scale))
     x = x.astype(self.output_dtype)
     return x if self.bins else nn.sigmoid(x)
 
@@ -287,18 +293,22 @@ class Colorizer(nn.Module):
     projected = self.encoder_projection(pooled, train)
     return pooled, jnp.concatenate([global_256, projected.astype(global_256.dtype)], -1)
 
-  def _colorize(self, low, global_256, train):
-    fused = self.fusion(self.mid_level(low, train), global_256, train)
-    return self.colorization(fused, train)
+  def _colorize(self, low, global_256, train, valid=None):
+    fused = self.fusion(self.mid_level(low, train, valid), global_256, train)
+    return self.colorization(fused, train, valid)
 
   def global_features(self, l_global_BxGxGx1, train=False):
     """The global path: (what `classify` reads: B x 512w, or the encoder's B x 1280;
     the vector for the fusion: B x 256w, plus the encoder's B x 256w)."""
     return self._global(self.low_level(l_global_BxGxGx1, train), l_global_BxGxGx1, train)
 
-  def local_path(self, l_BxHxWx1, global_256, train=False):
-    """The local path given the global vector: ab at H/2 x W/2."""
-    return self._colorize(self.low_level(l_BxHxWx1, train), global_256, train)
+  def local_path(self, l_BxHxWx1, global_256, train=False, valid=None):
+    """The local path given the global vector: ab at H/2 x W/2. `valid`: None, or
+    the (rows, columns) at the top left of the input that hold the image (multiples
+    of 8, traced): every convolution then sees zeros beyond them, as it would at
+    the image's own size, so those outputs are the same (up to float32 rounding)."""
+    low = self.low_level(l_BxHxWx1, train, valid)
+    return self._colorize(low, global_256, train, valid)
 
   def classify(self, scene, train=False):
     if self.encoder:

@@ -127,6 +127,16 @@ _OUT, _IN = _WINOGRAD_AT.shape  # 4 x 4 output tiles from 6 x 6 input tiles
 WINOGRAD_MIN_CHANNELS = 256
 
 
+def zero_beyond(x_BxHxWxC, valid, scale):
+  """`x` with zeros beyond its first valid[0] // scale rows and valid[1] // scale
+  columns (`valid` counted at `scale` times x's resolution; None: `x` as it is)."""
+  if valid is None:
+    return x_BxHxWxC
+  rows = jnp.arange(x_BxHxWxC.shape[1]) < valid[0] // scale
+  cols = jnp.arange(x_BxHxWxC.shape[2]) < valid[1] // scale
+  return jnp.where((rows[:, None] & cols[None, :])[..., None], x_BxHxWxC, 0)
+
+
 def winograd_pays(w_shape, stride):
   """Whether a layer with this HWIO kernel shape and stride runs faster as Winograd on CPU."""
   return tuple(w_shape[:2]) == (3, 3) and stride == 1 and min(w_shape[2:]) >= WINOGRAD_MIN_CHANNELS

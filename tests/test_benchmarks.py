@@ -1,13 +1,17 @@
 """The benchmark scripts describe the network the package builds, and run."""
 import json
+import pathlib
 
 import jax
 import jax.numpy as jnp
 
 from jaxcolor import model as model_lib
 
+from benchmarks import buckets as buckets_benchmark
+from benchmarks import first_result
 from benchmarks import layers
 from benchmarks import models
+from benchmarks import soak
 
 
 def test_layer_list_matches_the_paper_network_kernels():
@@ -32,3 +36,47 @@ def test_models_benchmark_compares_checkpoints_in_one_run(tiny_checkpoint, hint_
   assert rows[0]['time_ratio'] == {'40': 1.0} and rows[0]['memory_ratio'] == {'64': 1.0}
   assert all(row['seconds']['40'] > 0 and row['peak_rss_gb']['64'] > 0.1 for row in rows)
   assert len(lines) == 4  # header, two rows, JSON
+
+
+def test_soak_benchmark_answers_every_request(tiny_checkpoint, tmp_path, capsys):
+  assert soak.main(['--checkpoint', str(tiny_checkpoint), '--requests', '12', '--clients', '4',
+                    '--max-side', '96', '--hostile-fraction', '0.5', '--stalled', '1',
+                    '--rss-interval', '0.5', '--out', str(tmp_path),
+                    '--server-arg=--warm-up=96', '--server-arg=--max-programs=3']) == 0
+  summary = json.loads((tmp_path / 'soak.json').read_text())
+  # It waited for the warm-up: 3 of the 4 buckets up to 96 px, as many as are kept.
+  assert summary['programs']['after_warm_up']['warmed_up'] == 3
+  assert summary['programs']['at_end']['kept'] <= 3
+  assert sum(summary['statuses'].values()) == 12 and summary['hostile'] == 6
+  assert set(summary['statuses']) <= {'200', '400', '413'}, summary['statuses']
+  assert summary['lost'] == summary['server_errors_5xx'] == summary['unexpected'] == []
+  assert summary['server_alive_at_end'] and summary['server_tracebacks'] == 0
+  assert len(summary['stalled']) == 1
+  # Every photo is colorized at its size (else it would be unexpected), and timed.
+  assert summary['latency_by_band']['<=512']['n'] == summary['photos'] == 6
+  if pathlib.Path('/proc/self/status').exists():
+    rss = summary['rss_mb']
+    assert 0 < rss['start'] <= rss['max'] and rss['after_first_answer'] > 0
+  assert (tmp_path / 'soak.png').stat().st_size > 10_000
+  assert 'lost answers: 0; 5xx: 0' in capsys.readouterr().out
+
+
+def test_first_result_benchmark_times_new_sizes_after_the_warm_up(tiny_checkpoint, tmp_path,
+                                                                 capsys):
+  assert first_result.main(['--checkpoint', str(tiny_checkpoint), '--photos', '3', '--side', '80',
+                            '--out', str(tmp_path), '--server-arg=--warm-up=96']) == 0
+  summary = json.loads((tmp_path / 'first_result.json').read_text())
+  sizes = [(a['width'], a['height']) for a in summary['answers']]
+  assert len(set(sizes)) == 3 and all(72 <= side <= 88 for size in sizes for side in size)
+  assert summary['programs_after_warm_up']['warmed_up'] == 4  # 64 and 96 px sides
+  assert summary['median_s'] == sorted(a['seconds'] for a in summary['answers'])[1]
+  assert 'median first result of 3 new sizes' in capsys.readouterr().out
+
+
+def test_buckets_benchmark_compares_padded_and_own_size_runs(tiny_checkpoint, tmp_path):
+  path = tmp_path / 'buckets.json'
+  assert buckets_benchmark.main(['--checkpoint', str(tiny_checkpoint), '--sizes', '70x50',
+                                 '64x64', '--repeats', '1', '--json', str(path)]) == 0
+  rows = json.loads(path.read_text())
+  assert [(r['bucket'], r['max_levels'] <= 1) for r in rows] == [('96x64', True), ('64x64', True)]
+  assert rows[0]['padded_pixels'] == 96 * 64 / (70 * 50)

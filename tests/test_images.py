@@ -1,11 +1,12 @@
 """Reading awkward image files into luminance: a result or one clear error."""
+import io
 import struct
 import time
 import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, features
 
 from conftest import photo
 from jaxcolor import color
@@ -16,6 +17,12 @@ GREY = photo('chelsea')[:40, :60].mean(axis=-1).astype(np.uint8)  # H x W
 
 def expected_l(grey_uint8):
   return color.normalize_l(color.rgb_to_lab(np.repeat(grey_uint8[..., None], 3, -1) / 255.0)[..., 0])
+
+
+def encode(image, file_format, **options):
+  data = io.BytesIO()
+  image.save(data, format=file_format, **options)
+  return data.getvalue()
 
 
 def write(tmp_path, name, image, **options):
@@ -117,6 +124,74 @@ def test_broken_files_name_the_file_and_the_problem(tmp_path, name, content, pro
   path.write_bytes(content)
   with pytest.raises(images.ImageError, match=f'{name}: .*{problem}'):
     images.load_luminance(path)
+
+
+def tiff_entry(data, tag):
+  """Where `tag`'s 12-byte entry is in a little-endian TIFF's first IFD."""
+  (ifd,) = struct.unpack_from('<I', data, 4)
+  (count,) = struct.unpack_from('<H', data, ifd)
+  return next(ifd + 2 + 12 * i for i in range(count)
+              if struct.unpack_from('<H', data, ifd + 2 + 12 * i)[0] == tag)
+
+
+def gif_cut_in_second_frame(keep):
+  """A two-frame GIF cut `keep` bytes into its second frame's image descriptor."""
+  data = encode(Image.fromarray(GREY), 'GIF', save_all=True,
+                append_images=[Image.fromarray(255 - GREY)])
+  descriptor = data.rindex(b'\x21\xf9\x04') + 8  # after the second frame's control block
+  assert data[descriptor] == 0x2c
+  return data[:descriptor + keep]
+
+
+def tiff_with(edit):
+  data = bytearray(encode(Image.fromarray(GREY), 'TIFF'))
+  edit(data)
+  return bytes(data)
+
+
+def one_entry_short(data):
+  """The first IFD's entry count one short: the next IFD's offset is read from the
+  last entry, so a second page that does not exist is looked for."""
+  struct.pack_into('<H', data, 8, struct.unpack_from('<H', data, 8)[0] - 1)
+
+
+def rational_strip_offsets(data):
+  struct.pack_into('<H', data, tiff_entry(data, 273) + 2, 5)  # StripOffsets: LONG -> RATIONAL
+
+
+def dds_without_pixel_format(data):
+  return data[:80] + b'\x00' * 4 + data[84:]  # the pixel format's flags: none
+
+
+def avif_with_junk_data(data):
+  start = data.index(b'mdat') + 4
+  return data[:start] + b'\x00' * (len(data) - start)
+
+
+# Found by tests/test_fuzz.py: Pillow raised these as struct.error, IndexError,
+# TypeError, NotImplementedError and RuntimeError, which the web server answered 500.
+@pytest.mark.filterwarnings('ignore:Corrupt EXIF data')  # Pillow's note on the short IFD
+@pytest.mark.parametrize('name,content,problem', [
+    ('cut in descriptor.gif', lambda: gif_cut_in_second_frame(3),
+     'damaged image: its frames after the first cannot be read .struct.error'),
+    ('cut after descriptor.gif', lambda: gif_cut_in_second_frame(9),
+     'damaged image: its frames after the first cannot be read .IndexError'),
+    ('short IFD.tif', lambda: tiff_with(one_entry_short),
+     'damaged image: its frames after the first cannot be read .TypeError: Missing dimensions'),
+    ('rational offsets.tif', lambda: tiff_with(rational_strip_offsets),
+     'damaged or unsupported image .TypeError'),
+    ('no pixel format.dds', lambda: dds_without_pixel_format(
+        encode(Image.fromarray(GREY).convert('RGB'), 'DDS')),
+     'damaged or unsupported image .NotImplementedError: Unknown pixel format'),
+    ('junk data.avif', lambda: avif_with_junk_data(
+        encode(Image.fromarray(GREY).convert('RGB'), 'AVIF')),
+     'damaged or unsupported image .RuntimeError'),
+])
+def test_damage_pillow_reports_oddly_is_a_clear_error(name, content, problem):
+  if name.endswith('.avif') and not features.check('avif'):
+    pytest.skip('this Pillow reads no AVIF')
+  with pytest.raises(images.ImageError, match=f'^{name}: {problem}'):
+    images.load_luminance(content(), name=name)
 
 
 def test_png_named_jpg_is_read_by_its_content(tmp_path):

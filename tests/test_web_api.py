@@ -28,6 +28,7 @@ from starlette import exceptions
 
 from conftest import photo
 from jaxcolor.apps.web import app
+from jaxcolor.apps.web import worker
 from jaxcolor import color
 from jaxcolor.commands import infer
 from jaxcolor import images
@@ -306,7 +307,7 @@ def test_an_unexpected_failure_is_logged_and_answered_without_its_details(caplog
     raise RuntimeError('/home/someone/private/path')
 
   with pytest.raises(exceptions.HTTPException) as raised:
-    asyncio.run(app.Colorizer(predictor=None, max_pixels=1).run('photo.png', job))
+    asyncio.run(worker.Colorizer(predictor=None, max_pixels=1).run('photo.png', job))
   assert raised.value.status_code == 500 and raised.value.detail.startswith('photo.png: ')
   assert 'private' not in raised.value.detail
   assert 'photo.png: failed' in caplog.text and '/home/someone/private' in caplog.text

@@ -244,6 +244,46 @@ def test_hints_are_placed_moved_undone_saved_and_downloaded(browser, steerable_s
   assert 'hint 0: the point (500, 5) is outside the 90x61 image' in card.text
 
 
+def test_a_large_photo_is_shown_as_a_preview_and_hints_stay_in_its_pixels(
+    browser, steerable_server, tmp_path):
+  """Over app.MAX_PREVIEW_PIXELS the canvases show /api/lab's preview (half size here);
+  hints are still placed, moved and drawn in the photo's full-size pixels."""
+  source = tmp_path / 'wide.png'
+  x, y = np.arange(4100)[None, :], np.arange(1100)[:, None]
+  Image.fromarray(((5 * x + 2 * y) % 256).astype(np.uint8)).save(source)
+  open_page(browser, steerable_server)
+  browser.find_element(By.ID, 'photos').send_keys(str(source))
+  (card,) = cards_when_done(browser, 1)
+  assert card.get_attribute('data-state') == 'done', card.text
+  for canvas in card.find_elements(By.TAG_NAME, 'canvas'):
+    assert (canvas.get_property('width'), canvas.get_property('height')) == (2050, 550)
+  assert 'shown at 1/2 of its 4100x1100 pixels' in card.find_element(By.CSS_SELECTOR,
+                                                                     '.notes').text
+  editor = card.find_element(By.CSS_SELECTOR, 'canvas.editor')
+  browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", editor)
+  scale = editor.size['width'] / 4100  # on screen, a full-size pixel's width
+  near = 1 / scale + 1  # a screen pixel spans this many full-size ones
+
+  def at(x, y):  # the pointer over the full-size pixel (x, y), from the editor's centre
+    return ActionChains(browser).move_to_element_with_offset(
+        editor, round((x + 0.5) * scale - editor.size['width'] / 2),
+        round((y + 0.5) * scale - editor.size['height'] / 2))
+
+  at(3000, 800).click().perform()
+  (hint,) = browser.execute_script(HINTS_OF)
+  assert abs(hint['x'] - 3000) <= near and abs(hint['y'] - 800) <= near, hint
+  square = card.find_element(By.CSS_SELECTOR, '.hint-layer .hint')
+  box = square.rect
+  centre = [box['x'] + box['width'] / 2, box['y'] + box['height'] / 2]
+  assert abs(centre[0] - editor.rect['x'] - (hint['x'] + 0.5) * scale) <= 2, centre
+  assert abs(centre[1] - editor.rect['y'] - (hint['y'] + 0.5) * scale) <= 2, centre
+  at(hint['x'], hint['y']).click_and_hold().move_by_offset(round(-1000 * scale), 0).release(
+      ).perform()  # grabbed where it is drawn
+  (moved,) = browser.execute_script(HINTS_OF)
+  assert abs(moved['x'] - 2000) <= 2 * near and abs(moved['y'] - 800) <= 2 * near, moved
+  shown_when_settled(browser, card)  # colorized again with the hint where it is
+
+
 def test_errors_show_by_their_file_and_the_batch_goes_on(browser, tiny_server, tmp_path):
   Image.fromarray(photo('coffee')[:61, :90]).save(tmp_path / 'good.jpg')
   jpeg = (tmp_path / 'good.jpg').read_bytes()

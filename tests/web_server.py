@@ -72,11 +72,13 @@ def multipart(files, fields):
 
 
 def read_lab(body):
-  """(meta, L* H x W, a*b* H x W x 2) of an /api/lab answer, as app.js reads it."""
+  """(meta, L* H x W, a*b* H x W x 2) of an /api/lab answer, as app.js reads it: H x W
+  is the preview's size (meta['preview']), the photo's own below the preview's limit."""
   (length,) = struct.unpack('<I', body[:4])
   assert (4 + length) % 8 == 0
   meta = json.loads(body[4:4 + length])
-  planes = np.frombuffer(body[4 + length:], '<u2').reshape(3, meta['height'], meta['width'])
+  preview = meta['preview']
+  planes = np.frombuffer(body[4 + length:], '<u2').reshape(3, preview['height'], preview['width'])
   l = planes[0] / 65535 * color.L_MAX
   ab = np.moveaxis(planes[1:], 0, -1) / 65535 * (2 * color.AB_MAX) - color.AB_MAX
   return meta, l, ab
@@ -85,7 +87,10 @@ def read_lab(body):
 @contextlib.contextmanager
 def serve(folder, *args, env=None):
   """Runs `serve.py --port 0 ARGS`, its output in `folder`; yields a Server once it
-  has printed its address, and stops it afterwards."""
+  has printed its address, and stops it afterwards. Without a --warm-up in ARGS it
+  compiles nothing ahead (--warm-up 0), so that tests do not compete with it."""
+  if not any(str(arg).startswith('--warm-up') for arg in args):
+    args = ('--warm-up', 0, *args)
   stdout, stderr = folder / 'stdout.txt', folder / 'stderr.txt'
   with open(stdout, 'w') as out, open(stderr, 'w') as err:
     process = subprocess.Popen(

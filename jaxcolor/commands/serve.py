@@ -17,6 +17,7 @@ import sys
 from absl import logging
 
 import jaxcolor
+from jaxcolor import buckets
 from jaxcolor import checkpoint
 from jaxcolor.commands import options
 from jaxcolor import inference
@@ -28,6 +29,9 @@ LOOPBACK_HOSTS = ('127.0.0.1', 'localhost', '[::1]')  # as a Host header names t
 # 5000x5000, 10 GB at 8192x8192, which a flat PNG of 84 KB can claim).
 MAX_PIXELS = 5000 * 5000
 STOP_SECONDS = 5  # Ctrl+C waits this long for requests under way, then drops them
+# The usual photo shapes up to this side are compiled when the server starts (about
+# 90 programs: a few minutes on 2 cores, seconds once XLA's disk cache has them).
+WARM_UP_SIDE = 2048
 
 
 def parse_args(argv):
@@ -49,11 +53,26 @@ def parse_args(argv):
                       help='most photo requests under way at once (uploading, waiting for '
                            'the model or colorized); more are refused with 503 (default: '
                            '%(default)s; each holds its upload in memory)')
+  parser.add_argument('--upload-timeout', type=float, default=30, metavar='SECONDS',
+                      help='refuse an upload with 408 once it has sent nothing for this long, '
+                           'freeing its place (default: %(default)s)')
+  parser.add_argument('--warm-up', type=int, default=WARM_UP_SIDE, metavar='PIXELS',
+                      help='compile the programs for photo sizes up to this side when the '
+                           'server starts, in the background (the usual shapes: '
+                           'buckets.common); 0 compiles each on its first photo (default: '
+                           '%(default)s)')
+  parser.add_argument('--max-programs', type=int, default=buckets.DEFAULT_CAPACITY,
+                      help='most compiled programs kept, one per size bucket, the least '
+                           'recently used dropped first (default: %(default)s; a few MB each)')
   args = parser.parse_args(argv)
   if not 0 <= args.port <= 65535:
     parser.error('--port must be from 0 to 65535')
-  if args.max_upload_mb <= 0 or args.max_pixels <= 0 or args.max_queue <= 0:
-    parser.error('--max-upload-mb, --max-pixels and --max-queue must be positive')
+  if min(args.max_upload_mb, args.max_pixels, args.max_queue, args.max_programs) <= 0:
+    parser.error('--max-upload-mb, --max-pixels, --max-queue and --max-programs must be positive')
+  if args.warm_up < 0:
+    parser.error('--warm-up must be 0 or more')
+  if not 0 < args.upload_timeout < float('inf'):  # also NaN
+    parser.error('--upload-timeout must be a positive number of seconds')
   return args
 
 
@@ -83,13 +102,16 @@ def main(argv=None):
   jaxcolor.enable_fast_cpu_convolutions()
   logging.set_verbosity(logging.ERROR)  # orbax's informational chatter
   try:
-    predictor = inference.Predictor.for_command(args.checkpoint, command='serve.py')
+    predictor = inference.Predictor.for_command(args.checkpoint, command='serve.py',
+                                                capacity=args.max_programs)
   except checkpoint.CheckpointError as e:
     options.error(e)
     return 2
   loopback = args.host in LOOPBACK
   app = web_app.create_app(predictor, int(args.max_upload_mb * 2**20), args.max_pixels,
-                           args.max_queue, LOOPBACK_HOSTS if loopback else ('*',))
+                           args.max_queue, LOOPBACK_HOSTS if loopback else ('*',),
+                           upload_timeout=args.upload_timeout,
+                           warm_up=buckets.common(args.warm_up) if args.warm_up else ())
   config = uvicorn.Config(app, log_level='warning', timeout_graceful_shutdown=STOP_SECONDS)
   sock.listen(config.backlog)
   host, port = sock.getsockname()[:2]

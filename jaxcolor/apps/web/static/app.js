@@ -1,5 +1,6 @@
 // The jaxcolor page: photos go one at a time to /api/lab, which answers with their
-// lightness and chrominance; the page draws the colour at any strength itself,
+// lightness and chrominance (of a preview: downscaled by a whole factor for a photo of
+// more than 2048 x 2048 pixels); the page draws the colour at any strength itself,
 // with the same arithmetic as color.with_strength (jaxcolor/color.py), so the
 // strength control needs no new model run. Downloads come from /api/colorize,
 // which writes the file exactly as `infer.py --strength S` does. A model that takes
@@ -73,11 +74,12 @@ function drawGrey(result, pixels) {
 
 // ---- Talking to the server.
 
-// The /api/lab body: uint32 n, n bytes of JSON, then uint16 planes L*, a*, b*.
+// The /api/lab body: uint32 n, n bytes of JSON, then uint16 planes L*, a*, b* of the
+// preview (meta.preview: its width, height and factor; meta.width, height: the photo's).
 function parseLab(buffer) {
   const n = new DataView(buffer).getUint32(0, true);
   const meta = JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, 4, n)));
-  const count = meta.width * meta.height;
+  const count = meta.preview.width * meta.preview.height;
   const planes = new Uint16Array(buffer, 4 + n, 3 * count);
   return {meta, l: planes.subarray(0, count), a: planes.subarray(count, 2 * count),
           b: planes.subarray(2 * count)};
@@ -217,19 +219,20 @@ class Photo {
     }
   }
 
+  // The canvases have the preview's size; Download writes the photo's.
   show(result, style) {
-    const {meta} = result;
+    const {meta} = result, {width, height, factor} = meta.preview;
     this.result = result;
     this.style = style;
     for (const canvas of this.card.querySelectorAll('canvas')) {
-      canvas.width = meta.width;
-      canvas.height = meta.height;
+      canvas.width = width;
+      canvas.height = height;
     }
     const before = this.$('.before').getContext('2d');
-    const grey = before.createImageData(meta.width, meta.height);
+    const grey = before.createImageData(width, height);
     drawGrey(result, grey.data);
     before.putImageData(grey, 0, 0);
-    this.colour = this.$('.after').getContext('2d').createImageData(meta.width, meta.height);
+    this.colour = this.$('.after').getContext('2d').createImageData(width, height);
     this.hints.show(meta);
     this.redraw();
     this.$('.progress').hidden = true;
@@ -242,6 +245,10 @@ class Photo {
     }));
     labels.hidden = !meta.labels.length;
     const notes = meta.notes.concat(style ? [`mood borrowed from ${style.name}`] : []);
+    if (factor > 1) {
+      notes.push(`shown at 1/${factor} of its ${meta.width}x${meta.height} pixels; ` +
+                 'Download writes them all');
+    }
     this.$('.notes').replaceChildren(...notes.map(note => {
       const item = document.createElement('li');
       item.textContent = note;

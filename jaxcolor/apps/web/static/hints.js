@@ -1,7 +1,10 @@
 // Colour hints on the page, for a model that takes them (/api/info's takes_hints): place,
-// move and remove points on a full-size view of the result, with undo and redo, and save or
-// load them as a hint file (version 1, jaxcolor/hints.py). Every change colorizes again
-// after a short pause; only the latest request's result is shown (app.js's Photo.enqueue).
+// move and remove points on a view of the whole result, with undo and redo, and save or
+// load them as a hint file (version 1, jaxcolor/hints.py). The view is /api/lab's preview,
+// whose pixels are blocks of `factor` x `factor` of the photo's; hints are always counted
+// in the photo's full-size pixels, as the hint file and the server count them. Every change
+// colorizes again after a short pause; only the latest request's result is shown (app.js's
+// Photo.enqueue).
 // Uses app.js's colour functions (RGB_FROM_XYZ, D65_WHITE, fromF, srgbByte, post).
 'use strict';
 
@@ -12,6 +15,12 @@ const MIN_HINT_PX = 7;      // a hint's square on screen is at least this wide, 
 // hints.default_size: 6 px at a short side of 256, in proportion.
 function defaultHintSize(width, height) {
   return Math.max(1, Math.round(6 * Math.min(width, height) / 256));
+}
+
+// The index in /api/lab's planes (the preview) of the full-size pixel (x, y).
+function previewIndex(meta, x, y) {
+  const {width, factor} = meta.preview;
+  return Math.floor(y / factor) * width + Math.floor(x / factor);
 }
 
 // The sRGB hex colour of L*, a*, b*, as drawColour draws it.
@@ -68,10 +77,15 @@ class HintEditor {
     return Boolean(state.info && state.info.takes_hints);
   }
 
-  // A new result: the editor shows it at full size (the first time, patches get their default).
+  // Full-size pixels per pixel of the editor's canvas (the preview's factor).
+  get factor() {
+    return this.photo.result ? this.photo.result.meta.preview.factor : 1;
+  }
+
+  // A new result: the editor shows its preview (the first time, patches get their default).
   show(meta) {
     if (!this.active) return;
-    if (!this.sized) {  // the editor's canvas has the photo's size (Photo.show)
+    if (!this.sized) {  // the editor's canvas has the preview's size (Photo.show)
       this.sized = true;
       this.$('.hint-size').value = defaultHintSize(meta.width, meta.height);
     }
@@ -90,18 +104,20 @@ class HintEditor {
     }
   }
 
-  // The pixel under a pointer event, in the full-size image.
+  // The pixel under a pointer event, in the full-size image (the canvas shows
+  // canvas.width x factor of its columns, the last block of them maybe narrower).
   pixel(e) {
     const canvas = this.$('.editor'), box = canvas.getBoundingClientRect();
+    const {meta} = this.photo.result, k = this.factor;
     const clamp = (v, n) => Math.min(n - 1, Math.max(0, Math.floor(v)));
-    return {x: clamp((e.clientX - box.left) / box.width * canvas.width, canvas.width),
-            y: clamp((e.clientY - box.top) / box.height * canvas.height, canvas.height)};
+    return {x: clamp((e.clientX - box.left) / box.width * canvas.width * k, meta.width),
+            y: clamp((e.clientY - box.top) / box.height * canvas.height * k, meta.height)};
   }
 
   // The index of the topmost hint under the pointer, or -1.
   hit(e) {
     const canvas = this.$('.editor'), box = canvas.getBoundingClientRect();
-    const scale = box.width / canvas.width;
+    const scale = box.width / (canvas.width * this.factor);  // on screen, a full-size pixel's
     for (let i = this.hints.length - 1; i >= 0; i--) {
       const {x, y, size} = this.hints[i];
       const half = Math.max(size * scale, MIN_HINT_PX) / 2;
@@ -217,21 +233,22 @@ class HintEditor {
   swatch(colour, x, y) {
     if (colour.color) return colour.color;
     const {meta, l} = this.photo.result;
-    return labHex(l[y * meta.width + x] / LEVELS * L_MAX, colour.ab[0], colour.ab[1]);
+    return labHex(l[previewIndex(meta, x, y)] / LEVELS * L_MAX, colour.ab[0], colour.ab[1]);
   }
 
   render() {
     const canvas = this.$('.editor');
+    const spanX = canvas.width * this.factor, spanY = canvas.height * this.factor;  // full-size
     this.$('.hint-layer').replaceChildren(...this.hints.map((hint, i) => {
       const square = document.createElement('div');
       const {x, y, size} = hint;
       const left = x - Math.floor((size - 1) / 2);
       const top = y - Math.floor((size - 1) / 2);
       square.className = i === this.selected ? 'hint selected' : 'hint';
-      square.style.left = `${(left + size / 2) / canvas.width * 100}%`;
-      square.style.top = `${(top + size / 2) / canvas.height * 100}%`;
-      square.style.width = `${size / canvas.width * 100}%`;
-      square.style.height = `${size / canvas.height * 100}%`;
+      square.style.left = `${(left + size / 2) / spanX * 100}%`;
+      square.style.top = `${(top + size / 2) / spanY * 100}%`;
+      square.style.width = `${size / spanX * 100}%`;
+      square.style.height = `${size / spanY * 100}%`;
       if (this.photo.result) square.style.background = this.swatch(hint, x, y);
       return square;
     }));
@@ -249,8 +266,8 @@ class HintEditor {
   // Colours to offer at (x, y): the model's colour there, the recent ones, and the
   // likeliest of the model's distribution there (a model with a colour-distribution head).
   async suggest(x, y) {
-    const {meta, l, a, b} = this.photo.result;
-    const i = y * meta.width + x, abScale = 2 * AB_MAX / LEVELS;
+    const {meta, a, b} = this.photo.result;
+    const i = previewIndex(meta, x, y), abScale = 2 * AB_MAX / LEVELS;
     const offers = [{ab: [a[i] * abScale - AB_MAX, b[i] * abScale - AB_MAX].map(v => +v.toFixed(2)),
                      title: "the model's colour here"}];
     offers.push(...this.recent.map(c => ({...c, title: 'a recent colour'})));

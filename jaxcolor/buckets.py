@@ -1,0 +1,144 @@
+"""A bounded number of compiled programs, whatever photo sizes arrive.
+
+XLA compiles one program per input shape: a few seconds each, kept in memory for
+as long as the program is. Inference therefore pads every photo up to a bucket,
+each side to the next size of `LADDER` (multiples of 512 above it), and runs the
+bucket's program; the network zeroes everything beyond the photo before each
+convolution (`model.Colorizer.local_path`'s `valid`), so the photo's pixels come
+out as at its own size, up to float32 rounding. `Programs` keeps at most
+`capacity` of them and drops the least recently used.
+
+The global path's G x G rescale is computed here on the host (`resize_weights`),
+from the photo itself, so it needs no program per size either.
+"""
+import bisect
+import collections
+import concurrent.futures
+import threading
+
+import jax
+import numpy as np
+
+from jaxcolor import model as model_lib
+
+# Bucket sides: 224 (the paper's size) and the powers of two are on it, so the
+# sizes benchmarks time run unpadded; consecutive sides differ by at most 25% from 128 up.
+LADDER = (64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896,
+          1024, 1280, 1536, 1792, 2048)
+LARGE_STEP = 512  # above the ladder: multiples of this
+DEFAULT_CAPACITY = 128  # compiled programs kept (a few MB each)
+
+
+def bucket(length):
+  """The bucket side for an image side of `length` pixels (>= length)."""
+  if length > LADDER[-1]:
+    return -(-length // LARGE_STEP) * LARGE_STEP
+  return LADDER[bisect.bisect_left(LADDER, length)]
+
+
+def padded_side(length):
+  """The side the network reads for `length` pixels: the next multiple of its stride."""
+  return length + -length % model_lib.STRIDE
+
+
+def pad(x_HxWxC):
+  """(the bucket-size input, the valid (rows, columns)): `x` (float32 H x W x C: L,
+  then any hint planes) at the top left, L repeating its last row and column up to
+  the next multiples of 8 (as inference.pad_to_stride does), zeros elsewhere."""
+  height, width, channels = x_HxWxC.shape
+  valid = padded_side(height), padded_side(width)
+  out = np.zeros((bucket(valid[0]), bucket(valid[1]), channels), np.float32)
+  out[:height, :width] = x_HxWxC
+  out[height:valid[0], :width, 0] = x_HxWxC[-1:, :, 0]
+  out[:valid[0], width:valid[1], 0] = out[:valid[0], width - 1:width, 0]
+  return out, np.asarray(valid, np.int32)
+
+
+def common(max_side=LADDER[-1], spread=2):
+  """The buckets a server compiles when it starts: every pair of ladder sides up to
+  `max_side` at most `spread` steps apart (squares and the usual photo shapes,
+  4:3 and 3:2 among them), smallest first."""
+  sides = [side for side in LADDER if side <= max_side]
+  pairs = [(a, b) for i, a in enumerate(sides) for b in sides[max(0, i - spread):i + spread + 1]]
+  return sorted(pairs, key=lambda pair: (pair[0] * pair[1], pair))
+
+
+def resize_weights(length, size):
+  """size x length float32 matrix of jax.image.resize's antialiased linear
+  rescale of one axis from `length` to `size` samples (its formula)."""
+  scale = size / length
+  kernel_scale = max(1 / scale, 1.0)
+  sample = (np.arange(size, dtype=np.float64) + 0.5) / scale - 0.5
+  x = np.abs(sample[None, :] - np.arange(length, dtype=np.float64)[:, None]) / kernel_scale
+  weights = np.maximum(0.0, 1.0 - x)
+  total = weights.sum(axis=0, keepdims=True)
+  weights = np.where(np.abs(total) > 1000 * np.finfo(np.float32).eps,
+                     weights / np.where(total != 0, total, 1), 0)
+  inside = (sample >= -0.5) & (sample <= length - 0.5)
+  return np.where(inside[None, :], weights, 0).T.astype(np.float32)
+
+
+def resize_square(x_HxWxC, size):
+  """x (H x W x C) rescaled to size x size x C as inference.resize_to_square does
+  (up to float32 rounding), on the host: no compiled program per H x W."""
+  rows = resize_weights(x_HxWxC.shape[0], size)
+  cols = resize_weights(x_HxWxC.shape[1], size)
+  x = np.asarray(x_HxWxC, np.float32)
+  return np.stack([rows @ x[..., c] @ cols.T for c in range(x.shape[-1])], axis=-1)
+
+
+class Programs:
+  """Compiled programs by key: `build(key)` makes one the first time it is asked for;
+  at most `capacity` are kept, the least recently used dropped first. Thread-safe:
+  one program is built at a time, and one being built is built once (whoever else
+  asks waits for it). Dropping a program also clears JAX's tracing caches, whose
+  per-shape entries would otherwise grow with every size ever seen."""
+
+  def __init__(self, build, capacity=DEFAULT_CAPACITY):
+    if capacity < 1:
+      raise ValueError(f'capacity {capacity}: must be at least 1')
+    self.build, self.capacity = build, capacity
+    self.compiles = self.evictions = 0
+    self._kept = collections.OrderedDict()
+    self._building = {}
+    self._lock = threading.Lock()  # guards the two dicts
+    self._build_lock = threading.Lock()  # one build at a time
+
+  def __len__(self):
+    return len(self._kept)
+
+  def __contains__(self, key):
+    return key in self._kept
+
+  def get(self, key):
+    """The program for `key`, built now if it is not kept."""
+    with self._lock:
+      if key in self._kept:
+        self._kept.move_to_end(key)
+        return self._kept[key]
+      pending = self._building.get(key)
+      builder = pending is None
+      if builder:
+        pending = self._building[key] = concurrent.futures.Future()
+    if not builder:
+      return pending.result()
+    with self._build_lock:
+      try:
+        program = self.build(key)
+      except BaseException as e:
+        with self._lock:
+          del self._building[key]
+        pending.set_exception(e)
+        raise
+      with self._lock:
+        del self._building[key]
+        self._kept[key] = program
+        self.compiles += 1
+        evicted = len(self._kept) - self.capacity
+        for _ in range(evicted):
+          self._kept.popitem(last=False)
+        self.evictions += max(0, evicted)
+      if evicted > 0:
+        jax.clear_caches()
+    pending.set_result(program)
+    return program
