@@ -149,13 +149,13 @@ def multipart(name, data):
 class Server:
   """serve.py in its own process, its output in `folder`."""
 
-  def __init__(self, folder, checkpoint, server_args):
+  def __init__(self, folder, checkpoint, server_args, repo=ROOT):
     self.stdout, self.stderr = folder / 'server-stdout.txt', folder / 'server-stderr.txt'
-    command = [sys.executable, str(ROOT / 'serve.py'), '--port', '0',
+    command = [sys.executable, str(pathlib.Path(repo) / 'serve.py'), '--port', '0',
                *(['--checkpoint', str(checkpoint)] if checkpoint else []), *server_args]
     with open(self.stdout, 'w') as out, open(self.stderr, 'w') as err:
       self.process = subprocess.Popen(command, stdout=out, stderr=err, cwd=folder,
-                                      env={**os.environ, 'PYTHONPATH': str(ROOT)})
+                                      env={**os.environ, 'PYTHONPATH': str(repo)})
     deadline = time.monotonic() + 600
     while not (found := re.search(r'http://(\S+):(\d+)/', self.stdout.read_text())):
       if self.process.poll() is not None or time.monotonic() > deadline:
@@ -406,6 +406,9 @@ def main(argv=None):
   parser.add_argument('--rss-interval', type=float, default=1.0)
   parser.add_argument('--server-arg', action='append', default=[],
                       help='an option for serve.py, e.g. --server-arg=--max-queue=32 (repeatable)')
+  parser.add_argument('--repo', default=str(ROOT),
+                      help='the clone whose serve.py runs, e.g. a worktree of an earlier '
+                           'commit for a before/after comparison (default: this one)')
   args = parser.parse_args(argv)
   if not (0 < args.min_side <= args.max_side and 0 <= args.stalled < args.requests
           and args.clients >= 1 and 0 <= args.hostile_fraction <= 1):
@@ -414,7 +417,7 @@ def main(argv=None):
   out = pathlib.Path(args.out)
   out.mkdir(parents=True, exist_ok=True)
   requests = plan(args)
-  server = Server(out.resolve(), args.checkpoint, args.server_arg)
+  server = Server(out.resolve(), args.checkpoint, args.server_arg, args.repo)
   rss_start = server.rss_mb()
   warm_up_s = server.warmed_up()
   programs_warm = server.info().get('programs')

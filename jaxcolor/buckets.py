@@ -8,8 +8,10 @@ convolution (`model.Colorizer.local_path`'s `valid`), so the photo's pixels come
 out as at its own size, up to float32 rounding. `Programs` keeps at most
 `capacity` of them and drops the least recently used.
 
-The global path's G x G rescale is computed here on the host (`resize_weights`),
-from the photo itself, so it needs no program per size either.
+The global path's G x G rescale of the photo is two matrix products with weights
+computed here (`resize_weights`) for the photo's own size, zero over the padding:
+it runs in a small program per bucket, not per size, and gives what
+jax.image.resize gives.
 """
 import bisect
 import collections
@@ -63,9 +65,10 @@ def common(max_side=LADDER[-1], spread=2):
   return sorted(pairs, key=lambda pair: (pair[0] * pair[1], pair))
 
 
-def resize_weights(length, size):
-  """size x length float32 matrix of jax.image.resize's antialiased linear
-  rescale of one axis from `length` to `size` samples (its formula)."""
+def resize_weights(length, size, padded=None):
+  """size x `padded` (default `length`) float32 matrix of jax.image.resize's
+  antialiased linear rescale of one axis from `length` to `size` samples (its
+  formula); the columns beyond `length` are zero."""
   scale = size / length
   kernel_scale = max(1 / scale, 1.0)
   sample = (np.arange(size, dtype=np.float64) + 0.5) / scale - 0.5
@@ -75,16 +78,8 @@ def resize_weights(length, size):
   weights = np.where(np.abs(total) > 1000 * np.finfo(np.float32).eps,
                      weights / np.where(total != 0, total, 1), 0)
   inside = (sample >= -0.5) & (sample <= length - 0.5)
-  return np.where(inside[None, :], weights, 0).T.astype(np.float32)
-
-
-def resize_square(x_HxWxC, size):
-  """x (H x W x C) rescaled to size x size x C as inference.resize_to_square does
-  (up to float32 rounding), on the host: no compiled program per H x W."""
-  rows = resize_weights(x_HxWxC.shape[0], size)
-  cols = resize_weights(x_HxWxC.shape[1], size)
-  x = np.asarray(x_HxWxC, np.float32)
-  return np.stack([rows @ x[..., c] @ cols.T for c in range(x.shape[-1])], axis=-1)
+  weights = np.where(inside[None, :], weights, 0).T.astype(np.float32)
+  return np.pad(weights, ((0, 0), (0, (padded or length) - length)))
 
 
 class Programs:

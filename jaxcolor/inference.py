@@ -241,6 +241,7 @@ class Predictor:
     self.trace_count = 0  # how often a program was traced (tests read it)
     self.temperature = bins.TEMPERATURE  # a bins model's default (set_temperature)
     self.programs = buckets.Programs(self._compile, capacity)
+    self.rescales = buckets.Programs(self._compile_rescale, capacity)  # the global path's
 
   @classmethod
   def from_checkpoint(cls, path, tile=DEFAULT_TILE):
@@ -306,6 +307,17 @@ class Predictor:
       args = (image, global_input, valid, scalar(jnp.int32), scalar(jnp.int32))
     return traced.lower(self.variables, *args)
 
+  def _compile_rescale(self, bucket):
+    """The program that rescales an image padded to `bucket` (height, width) to G x G,
+    given the weights of its own size (buckets.resize_weights)."""
+    def rescale(x_HxWxC, rows_GxH, cols_GxW):
+      x = jnp.einsum('kw,hwc->hkc', cols_GxW, x_HxWxC, precision='highest')
+      return jnp.einsum('gh,hkc->gkc', rows_GxH, x, precision='highest')
+    spec = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
+    return jax.jit(rescale).lower(spec(*bucket, self.model.input_channels),
+                                  spec(self.global_size, bucket[0]),
+                                  spec(self.global_size, bucket[1])).compile()
+
   def warm_up(self, sizes=None, stop=None):
     """Compiles the programs of the buckets `sizes` ((height, width) pairs; default
     buckets.common()) ahead of the photos that need them, smallest first, up to
@@ -314,15 +326,17 @@ class Predictor:
     for height, width in (buckets.common() if sizes is None else sizes)[:self.programs.capacity]:
       if stop is not None and stop():
         break
-      key = ('colorize', buckets.bucket(height), buckets.bucket(width), False)
-      if key not in self.programs:
-        self.programs.get(key)
+      bucket = buckets.bucket(height), buckets.bucket(width)
+      self.rescales.get(bucket)
+      if ('colorize', *bucket, False) not in self.programs:
+        self.programs.get(('colorize', *bucket, False))
         compiled += 1
     return compiled
 
   def _network_input(self, l_HxW, hints, style_l):
-    """(H x W x C input: L, and the hint planes of a model with hints; the global
-    path's G x G input, or None when the image is it: one trunk run)."""
+    """(H x W x C input: L, and the hint planes of a model with hints; the image whose
+    G x G rescale the global path reads instead of it, or None: the style image,
+    with empty hint planes)."""
     l_HxWx1 = np.asarray(l_HxW, np.float32)[..., None]
     if hints and not self.has_hints:
       raise ValueError('this model takes no colour hints (train one with model.hints=True)')
@@ -333,23 +347,27 @@ class Predictor:
       planes = hints_lib.rasterize(hints or [], *l_HxWx1.shape[:2])
       l_HxWx1 = np.concatenate([l_HxWx1, np.asarray(planes, np.float32)], axis=-1)
     if style_l is None:
-      if l_HxWx1.shape[:2] == (self.global_size,) * 2:
-        return l_HxWx1, None
-      return l_HxWx1, buckets.resize_square(l_HxWx1, self.global_size)
+      return l_HxWx1, None
     style = np.asarray(style_l, np.float32)[..., None]
-    if self.has_hints:  # the style image's own global view, without hints
-      style = np.pad(style, ((0, 0), (0, 0), (0, hints_lib.NUM_PLANES)))
-    return l_HxWx1, buckets.resize_square(style, self.global_size)
+    return l_HxWx1, np.pad(style, ((0, 0), (0, 0), (0, l_HxWx1.shape[-1] - 1)))
+
+  def _rescale(self, x_HxWxC, padded=None):
+    """The global path's G x G input: `x` rescaled (as resize_to_square does), by its
+    bucket's small program; `padded`: x already padded to its bucket."""
+    padded = buckets.pad(x_HxWxC)[0] if padded is None else padded
+    rows, cols = (buckets.resize_weights(n, self.global_size, p)
+                  for n, p in zip(x_HxWxC.shape[:2], padded.shape[:2]))
+    return self.rescales.get(padded.shape[:2])(padded, rows, cols)
 
   def _run(self, kind, l_HxW, hints, style_l, *args):
     """The program of `kind` on the image, padded to its bucket: its outputs."""
-    x, global_input = self._network_input(l_HxW, hints, style_l)
-    if global_input is None and kind == 'colorize':  # G x G: one trunk run, as it is
-      padded, valid = x, np.asarray(x.shape[:2], np.int32)
-    else:  # (the distribution's program has no shared variant: the image is its own G x G)
-      padded, valid = buckets.pad(x)
-      global_input = x if global_input is None else global_input
-    program = self.programs.get((kind, *padded.shape[:2], global_input is None))
+    x, style = self._network_input(l_HxW, hints, style_l)
+    if style is None and kind == 'colorize' and x.shape[:2] == (self.global_size,) * 2:
+      program = self.programs.get((kind, *x.shape[:2], True))  # G x G: one trunk run
+      return program(self.variables, x, None, np.asarray(x.shape[:2], np.int32), *args)
+    padded, valid = buckets.pad(x)
+    global_input = self._rescale(x, padded) if style is None else self._rescale(style)
+    program = self.programs.get((kind, *padded.shape[:2], False))
     return program(self.variables, padded, global_input, valid, *args)
 
   def distribution(self, l_HxW, row, col, style_l=None, hints=None):
