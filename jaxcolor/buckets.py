@@ -19,6 +19,7 @@ import concurrent.futures
 import threading
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxcolor import model as model_lib
@@ -80,6 +81,17 @@ def resize_weights(length, size, padded=None):
   inside = (sample >= -0.5) & (sample <= length - 0.5)
   weights = np.where(inside[None, :], weights, 0).T.astype(np.float32)
   return np.pad(weights, ((0, 0), (0, (padded or length) - length)))
+
+
+def rescale_program(bucket, size, channels):
+  """The compiled program that rescales an image padded to `bucket` (height, width; x
+  `channels`) to size x size, given the weights for its own size (resize_weights)."""
+  def rescale(x_HxWxC, rows_GxH, cols_GxW):
+    x = jnp.einsum('kw,hwc->hkc', cols_GxW, x_HxWxC, precision='highest')
+    return jnp.einsum('gh,hkc->gkc', rows_GxH, x, precision='highest')
+  spec = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
+  return jax.jit(rescale).lower(spec(*bucket, channels), spec(size, bucket[0]),
+                                spec(size, bucket[1])).compile()
 
 
 class Programs:

@@ -241,7 +241,9 @@ class Predictor:
     self.trace_count = 0  # how often a program was traced (tests read it)
     self.temperature = bins.TEMPERATURE  # a bins model's default (set_temperature)
     self.programs = buckets.Programs(self._compile, capacity)
-    self.rescales = buckets.Programs(self._compile_rescale, capacity)  # the global path's
+    self.rescales = buckets.Programs(  # the global path's rescale, one per bucket
+        lambda bucket: buckets.rescale_program(bucket, self.global_size, self.model.input_channels),
+        capacity)
 
   @classmethod
   def from_checkpoint(cls, path, tile=DEFAULT_TILE):
@@ -306,17 +308,6 @@ class Predictor:
       traced = jax.jit(lambda *args: self._distribution_traced(*args))
       args = (image, global_input, valid, scalar(jnp.int32), scalar(jnp.int32))
     return traced.lower(self.variables, *args)
-
-  def _compile_rescale(self, bucket):
-    """The program that rescales an image padded to `bucket` (height, width) to G x G,
-    given the weights of its own size (buckets.resize_weights)."""
-    def rescale(x_HxWxC, rows_GxH, cols_GxW):
-      x = jnp.einsum('kw,hwc->hkc', cols_GxW, x_HxWxC, precision='highest')
-      return jnp.einsum('gh,hkc->gkc', rows_GxH, x, precision='highest')
-    spec = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
-    return jax.jit(rescale).lower(spec(*bucket, self.model.input_channels),
-                                  spec(self.global_size, bucket[0]),
-                                  spec(self.global_size, bucket[1])).compile()
 
   def warm_up(self, sizes=None, stop=None):
     """Compiles the programs of the buckets `sizes` ((height, width) pairs; default
