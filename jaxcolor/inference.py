@@ -246,8 +246,8 @@ class Predictor:
         capacity)
 
   @classmethod
-  def from_checkpoint(cls, path, tile=DEFAULT_TILE):
-    return cls(*checkpoint.load(path), tile=tile)
+  def from_checkpoint(cls, path, tile=DEFAULT_TILE, capacity=buckets.DEFAULT_CAPACITY):
+    return cls(*checkpoint.load(path), tile=tile, capacity=capacity)
 
   @classmethod
   def for_command(cls, path=None, tile=DEFAULT_TILE, command='infer.py --image photo.jpg',
@@ -256,7 +256,7 @@ class Predictor:
     with the compilation cache on. Raises checkpoint.CheckpointError."""
     path = checkpoint.model_or_bundled(path, command)
     enable_compilation_cache()
-    predictor = cls(*checkpoint.load(path), tile=tile, capacity=capacity)
+    predictor = cls.from_checkpoint(path, tile=tile, capacity=capacity)
     predictor.path = path  # what it was loaded from (evaluate.py records it)
     return predictor
 
