@@ -19,6 +19,7 @@ import pytest
 pytest.importorskip('starlette', reason='the web page needs pip install -r requirements-web.txt')
 
 from jaxcolor.apps.web import app
+from jaxcolor.apps.web import worker
 from jaxcolor import color
 from jaxcolor import images
 import web_server
@@ -210,3 +211,27 @@ def test_the_server_warms_up_in_the_background_and_answers_meanwhile(tiny_checkp
     programs = info(s)['programs']
     assert status == 200 and programs['compiled'] == 7
     assert programs['kept'] == 6 and programs['evicted'] == 1
+
+
+@pytest.mark.parametrize('argv, kept', [([], 89), (['--warm-up', '1024'], 69),
+                                        (['--warm-up', '0'], 32),
+                                        (['--max-programs', '200'], 200)])
+def test_the_server_keeps_as_many_programs_as_its_warm_up_compiles(argv, kept):
+  from jaxcolor import buckets
+  from jaxcolor.commands import serve
+  assert serve.parse_args(argv).max_programs == kept
+  assert len(buckets.common(2048)) == 89 and len(buckets.common(1024)) == 69
+
+
+def _rss_mb():
+  with open('/proc/self/status') as status:
+    return next(int(line.split()[1]) for line in status if line.startswith('VmRSS')) / 1024
+
+
+@pytest.mark.skipif(worker._MALLOC_TRIM is None, reason='glibc only')
+def test_released_memory_leaves_the_process():
+  chunks = [np.ones(6400) for _ in range(8000)]  # 400 MB of 50 KB blocks on the heap
+  chunks = chunks[-1:]  # all but the last go: it pins the heap's top, so free() cannot shrink it
+  before = _rss_mb()
+  worker.release_memory()
+  assert _rss_mb() < before - 200

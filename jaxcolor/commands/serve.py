@@ -32,6 +32,7 @@ STOP_SECONDS = 5  # Ctrl+C waits this long for requests under way, then drops th
 # The usual photo shapes up to this side are compiled when the server starts (about
 # 90 programs: a few minutes on 2 cores, seconds once XLA's disk cache has them).
 WARM_UP_SIDE = 2048
+MIN_PROGRAMS = 32  # --max-programs's default without a warm-up
 
 
 def parse_args(argv):
@@ -61,10 +62,14 @@ def parse_args(argv):
                            'server starts, in the background (the usual shapes: '
                            'buckets.common); 0 compiles each on its first photo (default: '
                            '%(default)s)')
-  parser.add_argument('--max-programs', type=int, default=buckets.DEFAULT_CAPACITY,
+  parser.add_argument('--max-programs', type=int, default=None,
                       help='most compiled programs kept, one per size bucket, the least '
-                           'recently used dropped first (default: %(default)s; a few MB each)')
+                           'recently used dropped first (a few MB each; default: as many as '
+                           f'the warm-up compiles, at least {MIN_PROGRAMS}: {default_programs(WARM_UP_SIDE)} '
+                           f'at --warm-up {WARM_UP_SIDE}, so memory stops growing once it ends)')
   args = parser.parse_args(argv)
+  if args.max_programs is None:
+    args.max_programs = default_programs(args.warm_up)
   if not 0 <= args.port <= 65535:
     parser.error('--port must be from 0 to 65535')
   if min(args.max_upload_mb, args.max_pixels, args.max_queue, args.max_programs) <= 0:
@@ -74,6 +79,12 @@ def parse_args(argv):
   if not 0 < args.upload_timeout < float('inf'):  # also NaN
     parser.error('--upload-timeout must be a positive number of seconds')
   return args
+
+
+def default_programs(warm_up_side):
+  """The programs kept by default: the warm-up's, so that what the server holds once
+  warmed up is what it holds from then on (later sizes replace the least used)."""
+  return max(MIN_PROGRAMS, len(buckets.common(warm_up_side)) if warm_up_side else 0)
 
 
 def bind(host, port):
