@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,12 +17,17 @@ import pytest
 
 from jaxcolor.apps import export
 from jaxcolor.apps import folding
+from jaxcolor import bins
 from jaxcolor import checkpoint
 from jaxcolor import color
+from jaxcolor.commands import export as export_command
+from jaxcolor import encoder
+from jaxcolor import hints as hints_lib
 from jaxcolor import images
 from jaxcolor import inference
 from jaxcolor import model as model_lib
 from conftest import photo
+from conftest import tiny_model_config
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HAS_ONNX = all(importlib.util.find_spec(p) for p in ('onnx', 'onnxruntime'))
@@ -43,14 +49,66 @@ def lightness(name, height, width):
   return color.rgb_to_network(rgb)[0][..., 0].astype(np.float32)
 
 
+# Tiny models with the options that are not the paper's, random weights: the bins
+# head (a temperature input), the pretrained encoder (EfficientNet-Lite0 at the tiny
+# global size), both, hints with bins, and all three.
+ENCODER = 'efficientnet_lite0'
+OPTIONS = {'bins': {'head': 'bins'},
+           'encoder': {'encoder': ENCODER},
+           'bins_encoder': {'head': 'bins', 'encoder': ENCODER},
+           'hints_bins': {'hints': True, 'head': 'bins'},
+           'hints_bins_encoder': {'hints': True, 'head': 'bins', 'encoder': ENCODER}}
+INPUTS = {'bins': ['l', 'l_global', 'temperature'], 'encoder': ['l', 'l_global'],
+          'bins_encoder': ['l', 'l_global', 'temperature'],
+          'hints_bins': ['l', 'l_global', 'hints', 'temperature'],
+          'hints_bins_encoder': ['l', 'l_global', 'hints', 'temperature']}
+
+
+def random_variables(config, seed):
+  """Variables of the model of `config`, drawn at random without compiling its init:
+  He-scaled kernels, and every BatchNorm (the encoder's too) with its own scale, bias
+  and running statistics, so that folding them is tested."""
+  model = model_lib.from_config(config)
+  size = config.global_size
+  shapes = jax.eval_shape(model.init, jax.random.key(0),
+                          jnp.zeros((1, size, size, model.input_channels)))
+  rng = np.random.default_rng(seed)
+  draw = {'kernel': lambda s: rng.normal(0, np.sqrt(2 / np.prod(s[:-1])), s),
+          'bias': lambda s: rng.normal(0, 0.1, s), 'mean': lambda s: rng.normal(0, 0.1, s),
+          'scale': lambda s: rng.uniform(0.5, 1.5, s), 'var': lambda s: rng.uniform(0.5, 1.5, s)}
+  return flax.traverse_util.unflatten_dict({
+      path: jnp.asarray(draw[path[-1]](leaf.shape), jnp.float32)
+      for path, leaf in flax.traverse_util.flatten_dict(shapes).items()})
+
+
 @pytest.fixture(scope='module')
-def checkpoints(tiny_checkpoint):
-  return {'tiny': tiny_checkpoint, 'bundled': checkpoint.BUNDLED}
+def checkpoints(tiny_checkpoint, tiny_config):
+  """{name: what export.export takes: a checkpoint, or checkpoint.load's result for
+  one}, made on first use."""
+  made = {'tiny': tiny_checkpoint, 'bundled': checkpoint.BUNDLED}
+
+  def get(name):
+    if name not in made:
+      config = tiny_model_config(tiny_config, **OPTIONS[name])
+      class_names = None
+      if config.encoder:  # as training sets them
+        class_names = encoder.class_names()
+        config.num_classes = len(class_names)
+      made[name] = random_variables(config, seed=len(made)), config, class_names
+    return made[name]
+  return get
 
 
 @pytest.fixture(scope='module')
 def predictors(checkpoints):
-  return {name: inference.Predictor.from_checkpoint(path) for name, path in checkpoints.items()}
+  """{name: Predictor}, made on first use."""
+  class Predictors(dict):
+    def __missing__(self, name):
+      source = checkpoints(name)
+      self[name] = (inference.Predictor(*source) if isinstance(source, tuple)
+                    else inference.Predictor.from_checkpoint(source))
+      return self[name]
+  return Predictors()
 
 
 @pytest.fixture(scope='module')
@@ -62,7 +120,7 @@ def exported(checkpoints, tmp_path_factory):
   def get(name, file_format):
     if (name, file_format) not in cache:
       path = folder / f'{name}.{file_format}'
-      export.export(checkpoints[name], file_format, path)
+      export.export(checkpoints(name), file_format, path)
       cache[name, file_format] = path
     return cache[name, file_format]
   return get
@@ -110,6 +168,36 @@ def test_another_photo_lends_its_global_features(file_format, predictors, export
   assert np.abs(rgb - run(l, l)[0]).max() > 1e-3  # the style changed the result
 
 
+@pytest.mark.parametrize('file_format', FORMATS)
+@pytest.mark.parametrize('name', OPTIONS)
+def test_models_with_options_export_and_match_predictor(name, file_format, predictors, exported):
+  """Bins head, encoder, both, hints: the file takes what the model needs and matches
+  Predictor at the default temperature and at 1, without hints and with two."""
+  run = export.LOADERS[file_format](exported(name, file_format))
+  assert run.names == INPUTS[name]
+  predictor, (height, width) = predictors[name], SIZES['tiny'][0]
+  l = lightness('astronaut', height, width)
+  checks = export.checks(predictor, height, width)
+  assert len(checks) == (2 if predictor.has_bins else 1) * (2 if predictor.has_hints else 1)
+  results = {}
+  for temperature, hints in checks:
+    rgb_difference, probability_difference = export.max_difference(
+        run, predictor, l, temperature, hints)
+    assert rgb_difference < TOLERANCE, (temperature, hints, rgb_difference * 255)
+    assert probability_difference < 1e-5
+    planes = None if hints is None else hints_lib.rasterize(hints, height, width)
+    results[temperature, hints is None] = rgb = run(l, l, planes, temperature)[0]
+    assert rgb.shape == (height, width, 3) and np.ptp(rgb[..., 0] - rgb[..., 2]) > 0.01
+  # The dial and the hints change the colours, by more than one 8-bit level.
+  if predictor.has_bins:
+    assert np.abs(results[bins.TEMPERATURE, True] - results[1.0, True]).max() > ONE_LEVEL
+  if predictor.has_hints:
+    assert np.abs(results[bins.TEMPERATURE, True]
+                  - results[bins.TEMPERATURE, False]).max() > ONE_LEVEL
+  probabilities = run(l, l)[1]
+  assert probabilities.shape == (len(encoder.class_names()) if 'encoder' in name else 4,)
+
+
 def test_stablehlo_file_is_symbolic_and_described(exported, tiny_config):
   path = exported('tiny', 'stablehlo')
   loaded = jax.export.deserialize(bytearray(path.read_bytes()))
@@ -131,6 +219,53 @@ def test_stablehlo_program_has_plain_convolutions_and_no_batch_norm(exported):
   # each platform's branch: none replaced by Winograd's matrix products.
   assert convolutions == 24 * len(loaded.platforms), convolutions
   assert 'rsqrt' not in program  # no BatchNorm normalisation left
+
+
+def test_bins_and_encoder_file_takes_a_temperature_and_describes_it(exported):
+  path = exported('bins_encoder', 'stablehlo')
+  loaded = jax.export.deserialize(bytearray(path.read_bytes()))
+  assert [str(a.shape) for a in loaded.in_avals] == ['(height, width)',
+                                                     '(global_height, global_width)', '()']
+  assert [str(a.shape) for a in loaded.out_avals] == ['(height, width, 3)', '(1000,)']
+  described = json.loads(path.with_name(path.name + '.json').read_text())
+  assert described['inputs'] == ['l', 'l_global', 'temperature']
+  assert described['temperature_default'] == bins.TEMPERATURE == 0.38
+  assert 'softmax(logits / T)' in described['temperature'] and 'hints' not in described
+  assert described['class_names'] == list(encoder.class_names())
+  assert 'ImageNet' in described['probabilities'] and described['label_confidence'] == 0.4
+  # A file without the input refuses the argument, as Predictor does.
+  with pytest.raises(export.ExportError, match='this file has no hints input'):
+    export.load_stablehlo(path)(np.zeros((8, 8), np.float32), np.zeros((8, 8), np.float32),
+                                hints=np.zeros((8, 8, 3), np.float32))
+
+
+@needs_onnx
+def test_onnx_file_with_hints_and_bins_names_its_inputs(exported):
+  import onnx
+  model = onnx.load(str(exported('hints_bins', 'onnx')))
+  dims = lambda value: [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+  assert [(v.name, dims(v)) for v in model.graph.input] == [
+      ('l', ['height', 'width']), ('l_global', ['global_height', 'global_width']),
+      ('hints', ['height', 'width', 3]), ('temperature', [])]
+  props = {p.key: p.value for p in model.metadata_props}
+  assert json.loads(props['inputs']) == ['l', 'l_global', 'hints', 'temperature']
+  assert 'rasterize' in props['hints'] and json.loads(props['temperature_default']) == 0.38
+
+
+def test_verify_checks_both_temperatures_and_hints(checkpoints, exported, capsys, tmp_path):
+  height, width = SIZES['tiny'][0]
+  Image.fromarray(photo('rocket')[:height, :width]).save(tmp_path / 'photo.png')
+  assert export_command.verify('stablehlo', exported('hints_bins', 'stablehlo'),
+                               checkpoints('hints_bins'), tmp_path / 'photo.png') == 0
+  assert ('temperatures 0.38 and 1, without and with hints'
+          in capsys.readouterr().out)
+
+
+def test_unsupported_models_are_refused(tiny_config, tiny_variables, tmp_path):
+  config = tiny_model_config(tiny_config, head='mixture')
+  with pytest.raises(export.ExportError, match="model.head 'mixture'"):
+    export.export((tiny_variables, config, None), 'stablehlo', tmp_path / 'x.stablehlo')
+  assert not list(tmp_path.iterdir())
 
 
 @needs_onnx

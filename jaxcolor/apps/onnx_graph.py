@@ -4,13 +4,17 @@ The graph computes what `export.colorize_function` computes, in NCHW and in
 planes: edge padding to a multiple of 8, the global input's antialiased
 bilinear resize (Resize with antialias and exclude_outside is jax.image.resize's
 'linear' with antialias=True), the network, the bilinear x2 upsampling of the
-chrominance, and CIE L*a*b* -> sRGB with the constants of `jaxcolor.color`.
+chrominance, and CIE L*a*b* -> sRGB with the constants of `jaxcolor.color`;
+with hints, their planes beside L (zero-padded, resized alike for the global
+path); the pretrained encoder and the bins head's decode come from
+`jaxcolor.apps.onnx_encoder`.
 Built with onnx's helpers, not a JAX-to-ONNX converter: jax2onnx 0.17.1 needs
 orbax-checkpoint < 0.11.37, and the checkpoints here need 0.12.8.
 """
 import numpy as np
 
 from jaxcolor.apps import folding
+from jaxcolor.apps import onnx_encoder
 from jaxcolor import color
 from jaxcolor import model as model_lib
 
@@ -57,31 +61,28 @@ def _conv(g, x, folded, name, stride=1):
               pads=[kernel // 2] * 4, kernel_shape=[kernel] * 2)
 
 
-def _dense(g, x, folded, name):
-  w, b = g.layer(folded, name)
-  return g.op('Add', g.op('MatMul', x, w), b)
-
-
 def _stack(g, folded, x, block, spec):
   for name, stride in folding.conv_layers(block, spec):
     x = g.op('Relu', _conv(g, x, folded, name, stride))
   return x
 
 
-def _network(g, folded, local, l_global):
-  """1x1xHxW and 1x1xGxG -> (ab 1x2xH/2xW/2 in [0, 1], logits 1 x classes)."""
+def _network(g, folded, local, global_input, l_global, global_size, temperature):
+  """1 x C x H x W and 1 x C x G x G (C = 1, or 4 with hint planes; `l_global` the
+  latter's L alone, for the encoder) -> (ab 1 x 2 x H/2 x W/2 in [0, 1], logits
+  1 x classes); a bins head's output is decoded at `temperature`."""
   low = _stack(g, folded, local, 'low_level', model_lib.LOW_LEVEL)
-  x = _stack(g, folded, _stack(g, folded, l_global, 'low_level', model_lib.LOW_LEVEL),
+  x = _stack(g, folded, _stack(g, folded, global_input, 'low_level', model_lib.LOW_LEVEL),
              'global', model_lib.GLOBAL_CONV)
   # Flattened in NHWC order, as the Flax model flattens it.
   x = g.op('Reshape', g.op('Transpose', x, perm=[0, 2, 3, 1]), g.const([1, -1], _INT))
-  global_512 = g.op('Relu', _dense(g, g.op('Relu', _dense(g, x, folded, 'global/fc1')),
-                                   folded, 'global/fc2'))
-  global_256 = g.op('Relu', _dense(g, global_512, folded, 'global/fc3'))
-  logits = _dense(g, g.op('Relu', _dense(g, global_512, folded, 'classifier/fc1')),
-                  folded, 'classifier/logits')
+  global_512 = g.op('Relu', onnx_encoder.dense(g, g.op('Relu', onnx_encoder.dense(
+      g, x, folded, 'global/fc1')), folded, 'global/fc2'))
+  global_256 = g.op('Relu', onnx_encoder.dense(g, global_512, folded, 'global/fc3'))
+  logits, global_vector = onnx_encoder.scene(g, folded, global_512, global_256, l_global,
+                                             global_size)
   x = _stack(g, folded, low, 'mid_level', model_lib.MID_LEVEL)
-  tiled = g.op('Reshape', g.op('MatMul', global_256,
+  tiled = g.op('Reshape', g.op('MatMul', global_vector,
                                g.const(folded[folding.FUSION]['w_global'])),
                g.const([1, -1, 1, 1], _INT))
   x = g.op('Relu', g.op('Add', _conv(g, x, folded, folding.FUSION), tiled))
@@ -90,7 +91,10 @@ def _network(g, folded, local, l_global):
     if upsample:
       x = g.op('Resize', x, '', g.const([1, 1, 2, 2]), mode='nearest',
                coordinate_transformation_mode='asymmetric', nearest_mode='floor')
-  return g.op('Sigmoid', _conv(g, x, folded, 'colorization/output')), logits
+  output = _conv(g, x, folded, folding.OUTPUT)
+  if folding.has_bins(folded):
+    return onnx_encoder.decode_bins(g, output, temperature), logits
+  return g.op('Sigmoid', output), logits
 
 
 def _lab_to_rgb(g, l_1xHxW, ab_2xHxW):
@@ -119,8 +123,16 @@ def _lab_to_rgb(g, l_1xHxW, ab_2xHxW):
   return g.op('Clip', rgb, g.const(0.0), g.const(1.0))
 
 
+def _resize_to(g, x, channels, global_size):
+  """jax.image.resize 'linear' antialias=True of 1 x C x h x w to 1 x C x G x G."""
+  return g.op('Resize', x, '', '', g.const([1, channels, global_size, global_size], _INT),
+              mode='linear', coordinate_transformation_mode='half_pixel', antialias=1,
+              exclude_outside=1)
+
+
 def build(folded, global_size, num_classes, metadata):
-  """The onnx.ModelProto: (l [H, W], l_global [h, w]) -> (rgb [H, W, 3], probabilities).
+  """The onnx.ModelProto: (l [H, W], l_global [h, w], then hints [H, W, 3] for a model
+  with hints, then temperature [] for a bins model) -> (rgb [H, W, 3], probabilities).
 
   `metadata`: {key: string} stored as the model's metadata_props.
   """
@@ -132,10 +144,14 @@ def build(folded, global_size, num_classes, metadata):
   pad_HW = g.op('Mod', g.op('Neg', size_HW), g.const([model_lib.STRIDE] * 2, _INT))
   pads = g.op('Concat', g.const([0] * 6, _INT), pad_HW, axis=0)  # only after H and W
   local = g.op('Pad', g.op('Unsqueeze', 'l', axes01), pads, mode='edge')
-  l_global = g.op('Resize', g.op('Unsqueeze', 'l_global', axes01), '', '',
-                  g.const([1, 1, global_size, global_size], _INT), mode='linear',
-                  coordinate_transformation_mode='half_pixel', antialias=1, exclude_outside=1)
-  ab_half, logits = _network(g, folded, local, l_global)
+  l_global = _resize_to(g, g.op('Unsqueeze', 'l_global', axes01), 1, global_size)
+  global_input = l_global
+  if folding.has_hints(folded):  # planes 1 x 3 x H x W: zero-padded, resized as L is
+    planes = g.op('Unsqueeze', g.op('Transpose', 'hints', perm=[2, 0, 1]), g.const([0], _INT))
+    local = g.op('Concat', local, g.op('Pad', planes, pads), axis=1)
+    global_input = g.op('Concat', l_global, _resize_to(g, planes, 3, global_size), axis=1)
+  ab_half, logits = _network(g, folded, local, global_input, l_global, global_size,
+                             'temperature')
   g.op('Reshape', g.op('Softmax', logits, axis=-1), g.const([num_classes], _INT),
        output='probabilities')
   # On 2 x H x W: as 1 x 2 x H x W onnxruntime would resize in its blocked layout,
@@ -147,10 +163,14 @@ def build(folded, global_size, num_classes, metadata):
   g.op('Reshape', g.op('Transpose', rgb_3xN, perm=[1, 0]),
        g.op('Concat', size_HW, g.const([3], _INT), axis=0), output='rgb')
   float32 = onnx.TensorProto.FLOAT
+  inputs = [helper.make_tensor_value_info('l', float32, ['height', 'width']),
+            helper.make_tensor_value_info('l_global', float32, ['global_height', 'global_width'])]
+  if folding.has_hints(folded):
+    inputs.append(helper.make_tensor_value_info('hints', float32, ['height', 'width', 3]))
+  if folding.has_bins(folded):
+    inputs.append(helper.make_tensor_value_info('temperature', float32, []))
   graph = helper.make_graph(
-      g.nodes, 'jaxcolor',
-      [helper.make_tensor_value_info('l', float32, ['height', 'width']),
-       helper.make_tensor_value_info('l_global', float32, ['global_height', 'global_width'])],
+      g.nodes, 'jaxcolor', inputs,
       [helper.make_tensor_value_info('rgb', float32, ['height', 'width', 3]),
        helper.make_tensor_value_info('probabilities', float32, [num_classes])],
       initializer=g.initializers)
