@@ -120,6 +120,28 @@ def test_colour_cast_sources_and_teacher_agreement(tiny_checkpoint, tmp_path):
       np.mean([m == t for m, t in zip(model, truth)]))
 
 
+def test_the_model_s_own_label_against_the_teacher_s(tiny_checkpoint, tmp_path):
+  for name in ('astronaut', 'chelsea', 'coffee'):
+    Image.fromarray(photo(name)[:64, :64]).save(tmp_path / f'{name}.png')
+  photos, _ = evaluation.load_colour_photos(tmp_path)
+  predictor = inference.Predictor.from_checkpoint(tiny_checkpoint)
+  names = predictor.class_names  # beach, forest, street, room: the teacher's classes too
+  teacher = lambda x: np.append(_dominant_channel(x), 0.0)  # never 'room'
+  truth = [int(np.argmax(p.rgb.reshape(-1, 3).mean(0))) for p in photos]
+  own = [int(np.argmax(predictor(color.normalize_l(color.rgb_to_lab(p.rgb)[..., 0])
+                                 .astype(np.float32)).probabilities)) for p in photos]
+  agrees = np.mean([o == t for o, t in zip(own, truth)])
+  predictor.label_confidence = 0.0  # every label shown
+  model = evaluation.evaluate(predictor, photos, teacher, teacher_names=names)[0]['summary']['model']
+  assert model['label_agrees'] == pytest.approx(agrees) and model['label_shown'] == 1.0
+  assert model['shown_label_agrees'] == pytest.approx(agrees)
+  predictor.label_confidence = 1.01  # none shown
+  model = evaluation.evaluate(predictor, photos, teacher, teacher_names=names)[0]['summary']['model']
+  assert model['label_shown'] == 0.0 and 'shown_label_agrees' not in model
+  other = evaluation.evaluate(predictor, photos, teacher, teacher_names=('a', 'b', 'c', 'd'))
+  assert 'label_agrees' not in other[0]['summary']['model']  # other classes: not comparable
+
+
 def test_strength_scores_the_colours_infer_writes(tiny_checkpoint, tmp_path):
   Image.fromarray(photo('coffee')[:48, :64]).save(tmp_path / 'coffee.png')
   photos, _ = evaluation.load_colour_photos(tmp_path)

@@ -109,7 +109,7 @@ def simulated_hints(photo, lab, count):
                             size=hints_lib.default_size(*lab.shape[:2]))
 
 
-def evaluate(predictor, photos, teacher=None, strength=1.0, hints=0):
+def evaluate(predictor, photos, teacher=None, strength=1.0, hints=0, teacher_names=()):
   """Per-photo scores of the model and both baselines, and their means.
 
   `strength` scales the model's colours as `infer.py --strength` does
@@ -118,11 +118,17 @@ def evaluate(predictor, photos, teacher=None, strength=1.0, hints=0):
 
   With `teacher` (224x224 uint8 RGB -> class probabilities, see
   jaxcolor/teacher.py), also Zhang et al. 2016's test: does the teacher name
-  the colorized photo (and the grey one) as it names the original?
+  the colorized photo (and the grey one) as it names the original? And when the
+  model names scenes with the teacher's classes (`teacher_names`: a pretrained
+  encoder, or training on the teacher's labels), is its own top-1 on the grey
+  input the teacher's on the original (`label_agrees`), is that label confident
+  enough to be shown (`label_shown`, Predictor.label_confidence), and how often
+  is a shown label the teacher's (`shown_label_agrees`, in the summary)?
   """
   labs = [color.rgb_to_lab(p.rgb) for p in photos]
   mean_colour = np.concatenate([lab[..., 1:].reshape(-1, 2) for lab in labs]).mean(axis=0)
   per_photo, outputs = [], []
+  same_classes = bool(teacher_names) and tuple(predictor.class_names) == tuple(teacher_names)
   for photo, lab in zip(photos, labs):
     l01 = color.normalize_l(lab[..., 0]).astype(np.float32)
     prediction = predictor(l01, hints=simulated_hints(photo, lab, hints) if hints else None)
@@ -143,6 +149,11 @@ def evaluate(predictor, photos, teacher=None, strength=1.0, hints=0):
       truth_class = _teacher_class(teacher, photo.rgb)
       row['model']['teacher_agrees'] = _teacher_class(teacher, rgb) == truth_class
       row['greyscale']['teacher_agrees'] = _teacher_class(teacher, grey) == truth_class
+      if same_classes:
+        top = int(np.argmax(prediction.probabilities))
+        row['model']['label_agrees'] = top == truth_class
+        row['model']['label_shown'] = bool(
+            prediction.probabilities[top] >= predictor.label_confidence)
     per_photo.append(row)
     outputs.append(rgb)
   results = summarize(per_photo)
@@ -167,6 +178,10 @@ def _summary(rows):
   summary = {'photos': len(rows)}
   for method in ('model', 'greyscale', 'mean_ab', 'ground_truth'):
     summary[method] = _means(rows, method)
+  shown = [row for row in rows if row['model'].get('label_shown')]
+  if shown:
+    summary['model']['shown_label_agrees'] = float(np.mean(
+        [row['model']['label_agrees'] for row in shown]))
   labelled = [row for row in rows if 'label' in row]
   if labelled:
     summary['model']['scene_accuracy'] = float(np.mean(

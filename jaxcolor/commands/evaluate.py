@@ -64,15 +64,21 @@ def print_table(summary, title='all'):
     agree = f' {s["teacher_agrees"]:8.1%}' if 'teacher_agrees' in s else ''
     print(f'  {name:32}{quality} {s["colourfulness"]:9.1f} {s["mean_ab"][0]:8.2f} '
           f'{s["mean_ab"][1]:8.2f}{agree}')
+  if 'label_agrees' in summary['model']:
+    model = summary['model']
+    print(f'  the model\'s top-1 is the teacher\'s on the original: {model["label_agrees"]:.1%}; '
+          f'shown (confident): {model["label_shown"]:.1%}'
+          + (f', of which the teacher\'s: {model["shown_label_agrees"]:.1%}'
+             if 'shown_label_agrees' in model else ''))
   if 'scene_accuracy' in summary['model']:
     print(f'  scene accuracy {summary["model"]["scene_accuracy"]:.1%}')
 
 
 def load_teacher(model_dir):
-  """The classify function of the teacher in model_dir (a clear error without it)."""
+  """(classify, class names) of the teacher in model_dir (a clear error without it)."""
   from jaxcolor import teacher  # pylint: disable=g-import-not-at-top
   try:
-    return teacher.litert_teacher(model_dir)[0]
+    return teacher.litert_teacher(model_dir)
   except ImportError:
     raise SystemExit('error: --teacher needs ai-edge-litert: '
                      "pip install 'jaxcolor[label]' (in a clone: pip install -r requirements-label.txt)") from None
@@ -104,8 +110,9 @@ def main(argv=None):
   if not photos:
     print(f'error: {args.folder}: no colour photos to evaluate on', file=sys.stderr)
     return 2
-  teacher = load_teacher(args.teacher) if args.teacher else None
-  results, outputs = evaluation.evaluate(predictor, photos, teacher, args.strength, args.hints)
+  teacher, teacher_names = load_teacher(args.teacher) if args.teacher else (None, ())
+  results, outputs = evaluation.evaluate(predictor, photos, teacher, args.strength, args.hints,
+                                         teacher_names)
   results['protocol'] = {'folder': str(args.folder), 'max_side': args.max_side,
                          'strength': args.strength, 'temperature': args.temperature,
                          'hints': args.hints,
