@@ -121,8 +121,9 @@ def evaluate(predictor, photos, teacher=None, strength=1.0, hints=0, teacher_nam
   the colorized photo (and the grey one) as it names the original? And when the
   model names scenes with the teacher's classes (`teacher_names`: a pretrained
   encoder, or training on the teacher's labels), is its own top-1 on the grey
-  input the teacher's on the original (`label_agrees`), is that label confident
-  enough to be shown (`label_shown`, Predictor.label_confidence), and how often
+  input the teacher's on the original (`label_agrees`; its probability
+  `label_probability`), is that label confident enough to be shown
+  (`label_shown`, Predictor.label_confidence), and how often
   is a shown label the teacher's (`shown_label_agrees`, in the summary)?
   """
   labs = [color.rgb_to_lab(p.rgb) for p in photos]
@@ -152,6 +153,7 @@ def evaluate(predictor, photos, teacher=None, strength=1.0, hints=0, teacher_nam
       if same_classes:
         top = int(np.argmax(prediction.probabilities))
         row['model']['label_agrees'] = top == truth_class
+        row['model']['label_probability'] = float(prediction.probabilities[top])
         row['model']['label_shown'] = bool(
             prediction.probabilities[top] >= predictor.label_confidence)
     per_photo.append(row)
