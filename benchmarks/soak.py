@@ -291,7 +291,12 @@ def summarize(requests, stalls, rss, rss_at, seconds, args, server_log):
     values = [mb for t, mb in rss if first * seconds <= t <= last * seconds]
     return max(values) if values else None
 
+  def resting(first, last):  # the median sample: where RSS sits between large photos
+    values = [mb for t, mb in rss if first * seconds <= t <= last * seconds]
+    return percentile(values, 50) if values else None
+
   second_quarter, last_quarter = peak(0.25, 0.5), peak(0.75, 1.0)
+  resting_second, resting_last = resting(0.25, 0.5), resting(0.75, 1.0)
   return {
       'date': time.strftime('%Y-%m-%d'), 'args': vars(args),
       'requests': len(requests), 'photos': len(photos),
@@ -313,7 +318,12 @@ def summarize(requests, stalls, rss, rss_at, seconds, args, server_log):
       'rss_mb': {**rss_at, 'max': max((mb for _, mb in rss), default=None),
                  'second_quarter_peak': second_quarter, 'last_quarter_peak': last_quarter,
                  'growth_second_half_pct': (100 * (last_quarter / second_quarter - 1)
-                                            if second_quarter and last_quarter else None)},
+                                            if second_quarter and last_quarter else None),
+                 # The peaks are whichever large photos fell in each quarter; the
+                 # medians show the level RSS returns to, which a leak raises.
+                 'second_quarter_median': resting_second, 'last_quarter_median': resting_last,
+                 'resting_growth_second_half_pct': (100 * (resting_last / resting_second - 1)
+                                                    if resting_second and resting_last else None)},
       'largest_photo': largest and {
           'width': largest.width, 'height': largest.height,
           'pixels': largest.width * largest.height,
@@ -360,7 +370,9 @@ def table(summary):
             f's) {mb(rss["after_warm_up"])}, after the first answer '
             f'{mb(rss["after_first_answer"])}, max {mb(rss["max"])}, after the run '
             f'{mb(rss["after_run_idle"])}; growth over the second half '
-            + ('-' if growth is None else f'{growth:+.1f}%')]
+            + ('-' if growth is None else f'{growth:+.1f}%') + ' (peaks), '
+            + ('-' if rss.get('resting_growth_second_half_pct') is None
+               else f'{rss["resting_growth_second_half_pct"]:+.1f}%') + ' (medians)']
   if summary['rss_bound_mb']:
     lines.append(f'bound (after warm-up + {BYTES_PER_PIXEL} B x the largest photo): '
                  f'{mb(summary["rss_bound_mb"])}; max is '
