@@ -221,6 +221,10 @@ def test_films_and_exports_with_a_model_that_takes_hints(tiny_config, tiny_varia
     colorizer = video.VideoColorizer(inference.Predictor(variables, config))
     outputs.append(np.stack([rgb for rgb, _ in colorizer.colorize(frames, 0.5)]))
   assert np.abs(outputs[0].astype(int) - outputs[1]).max() <= 1
-  with pytest.raises(export.ExportError, match='no hints can be exported so far'):
-    export.export((tiny_variables, hints_config(tiny_config), None), 'stablehlo',
-                  tmp_path / 'x.mlir')
+  # Exported, with empty hint planes it colours as the model it came from.
+  l = photo_l('astronaut', 48, 64)
+  paths = export.export((model_lib.with_hint_inputs(tiny_variables), hints_config(tiny_config),
+                         None), 'stablehlo', tmp_path / 'x.mlir')
+  rgb, _ = export.load_stablehlo(paths[0])(l, l, hints=np.zeros(l.shape + (3,), np.float32))
+  reference = inference.Predictor(tiny_variables, tiny_config.model)(l).rgb
+  assert np.abs(rgb - reference).max() < 0.5 / 255
