@@ -100,6 +100,36 @@ def decode(logits_xQ, temperature):
   return p @ jnp.asarray(centres())
 
 
+def decode_features(features_BxHxWxC, kernel_3x3xCxQ, bias_Q, temperature, band=16):
+  """decode(logits) for the logits of a 3x3 'SAME' convolution (zero padding 1, as
+  the output layer's nn.Conv) of the features: B x H x W x 2 a*b*, computed band by
+  band of `band` rows (the last one padded), so that no more than one band's
+  logits exist at once. Each band is im2col patches [pixels, 9C] @ kernel [9C, Q],
+  then the annealed mean as reductions: on CPU several times faster than the
+  convolution and softmax over the whole image, the same up to float32 rounding."""
+  batch, height, width, channels = features_BxHxWxC.shape
+  band = min(band, height)
+  count = -(-height // band)
+  x = jnp.pad(features_BxHxWxC.astype(jnp.float32),
+              ((0, 0), (1, 1 + count * band - height), (1, 1), (0, 0)))
+  kernel = jnp.asarray(kernel_3x3xCxQ, jnp.float32).reshape(9 * channels, -1)
+  bias = jnp.asarray(bias_Q, jnp.float32)
+  t = jnp.maximum(jnp.asarray(temperature, jnp.float32), 1e-3)
+  c_Qx2 = jnp.asarray(centres())
+
+  def one(i):
+    rows = jax.lax.dynamic_slice_in_dim(x, i * band, band + 2, axis=1)
+    patches = jnp.concatenate([rows[:, dy:dy + band, dx:dx + width]
+                               for dy in range(3) for dx in range(3)], -1)
+    z = patches.reshape(-1, 9 * channels) @ kernel + bias
+    e = jnp.exp((z - z.max(-1, keepdims=True)) / t)
+    ab = (e @ c_Qx2) / e.sum(-1, keepdims=True)
+    return ab.reshape(batch, band, width, 2)
+
+  out = jax.lax.map(one, jnp.arange(count))  # count x B x band x W x 2
+  return jnp.moveaxis(out, 0, 1).reshape(batch, count * band, width, 2)[:, :height]
+
+
 def likeliest(probabilities_Q, k=3):
   """The k likeliest colours of one pixel's distribution, as [(a*, b*, probability)],
   best first: what a colour-hint tool can offer to pick from."""

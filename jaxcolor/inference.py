@@ -86,7 +86,8 @@ def tile_layout(length, tile, reach=model_lib.LOCAL_REACH, align=model_lib.STRID
 def to_chrominance(output, temperature):
   """The network's colour output (B x H/2 x W/2 x 2 in [0, 1], or logits over a*b*
   bins) as a*b* scaled to [0, 1]; bins are decoded by the annealed mean at
-  `temperature` (traced: no compile per value)."""
+  `temperature` (traced: no compile per value). Inference passes the temperature to
+  the network instead, which then decodes band by band (model.Colorization)."""
   if output.shape[-1] == 2:
     return output
   return color.normalize_ab(bins.decode(output, temperature))
@@ -106,7 +107,7 @@ def _local_tiled(model, variables, local_HxWxC, global_256, tile, temperature, v
                                (window_h, window_w, channels))
     window_valid = None if valid is None else valid - jnp.stack([row_window, col_window])
     output = model.apply(variables, window[None], global_256, valid=window_valid,
-                         method='local_path')
+                         temperature=temperature, method='local_path')
     ab = to_chrominance(output, temperature)[0]
     core = lax.dynamic_slice(ab, ((row_core - row_window) // 2, (col_core - col_window) // 2, 0),
                              (core_h // 2, core_w // 2, 2))
@@ -164,7 +165,7 @@ def chrominance_l(model, variables, l_HxWx1, l_global_GxGx1=None, tile=None,
   if tile is None or max(local.shape[:2]) <= tile:
     output, logits = model.apply(
         variables, local[None],
-        None if l_global_GxGx1 is None else l_global_GxGx1[None], train=False)
+        None if l_global_GxGx1 is None else l_global_GxGx1[None], temperature=temperature)
     ab_half = to_chrominance(output, temperature)[0]
   else:
     l_global = local if l_global_GxGx1 is None else l_global_GxGx1
@@ -182,13 +183,14 @@ def chrominance_padded(model, variables, x_HbxWbxC, l_global_GxGxC, valid, tile=
   `l_global_GxGxC` None: the image is the global input (G x G, nothing padded)."""
   local = x_HbxWbxC
   if l_global_GxGxC is None:
-    output, logits = model.apply(variables, local[None], train=False)
+    output, logits = model.apply(variables, local[None], temperature=temperature)
     ab_half = to_chrominance(output, temperature)[0]
   else:
     scene, fusion = model.apply(variables, l_global_GxGxC[None], method='global_features')
     logits = model.apply(variables, scene, method='classify')
     if tile is None or max(local.shape[:2]) <= tile:
-      output = model.apply(variables, local[None], fusion, valid=valid, method='local_path')
+      output = model.apply(variables, local[None], fusion, valid=valid, temperature=temperature,
+                           method='local_path')
       ab_half = to_chrominance(output, temperature)[0]
     else:
       ab_half = _local_tiled(model, variables, local, fusion, tile, temperature, valid)

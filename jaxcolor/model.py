@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcolor import bins as bins_lib
+from jaxcolor import color
 from jaxcolor import encoder as encoder_lib
 from jaxcolor import hints as hints_lib
 from jaxcolor import ops
@@ -196,19 +197,26 @@ class Fusion(Block):
 
 class Colorization(Block):
   """Fused features BxH/8xW/8xC -> chrominance BxH/2xW/2x2 in [0, 1] (the paper's
-  head), or with `bins` > 0, logits BxH/2xW/2xbins over a*b* bins (jaxcolor.bins)."""
+  head), or with `bins` > 0, logits BxH/2xW/2xbins over a*b* bins (jaxcolor.bins);
+  given a `temperature` (inference), their annealed mean as the paper's head's output,
+  decoded band by band (bins.decode_features), never all the logits at once."""
   bins: int = 0
 
   @nn.compact
-  def __call__(self, x, train, valid=None):
+  def __call__(self, x, train, valid=None, temperature=None):
     scale = STRIDE
     for i, (channels, upsample) in enumerate(COLORIZATION, 1):
       x = self.conv(f'conv{i}', channels)(ops.zero_beyond(x, valid, scale), train)
       if upsample:
         x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)  # nearest, x2
         scale //= 2
+    x = ops.zero_beyond(x, valid, scale)
+    if self.bins and temperature is not None:
+      head = self.variables['params']['output']
+      return color.normalize_ab(bins_lib.decode_features(x, head['kernel'], head['bias'],
+                                                         temperature))
     x = nn.Conv(self.bins or 2, (3, 3), padding=1, dtype=self.dtype,
-                param_dtype=self.param_dtype, name='output')(ops.zero_beyond(x, valid, scale))
+                param_dtype=self.param_dtype, name='output')(x)
     x = x.astype(self.output_dtype)
     return x if self.bins else nn.sigmoid(x)
 
@@ -275,13 +283,13 @@ class Colorizer(nn.Module):
     else:
       self.classifier = Classifier(num_classes=self.num_classes, **block)
 
-  def __call__(self, l_BxHxWx1, l_global_BxGxGx1=None, train=False):
+  def __call__(self, l_BxHxWx1, l_global_BxGxGx1=None, train=False, temperature=None):
     low = self.low_level(l_BxHxWx1, train)
     shared = l_global_BxGxGx1 is None
     low_global = low if shared else self.low_level(l_global_BxGxGx1, train)
     l_global = l_BxHxWx1 if shared else l_global_BxGxGx1
     scene, fusion = self._global(low_global, l_global, train)
-    ab_half = self._colorize(low, fusion, train)
+    ab_half = self._colorize(low, fusion, train, temperature=temperature)
     return ab_half, self.classify(scene, train)
 
   def _global(self, low_global, l_global, train):
@@ -293,22 +301,23 @@ class Colorizer(nn.Module):
     projected = self.encoder_projection(pooled, train)
     return pooled, jnp.concatenate([global_256, projected.astype(global_256.dtype)], -1)
 
-  def _colorize(self, low, global_256, train, valid=None):
+  def _colorize(self, low, global_256, train, valid=None, temperature=None):
     fused = self.fusion(self.mid_level(low, train, valid), global_256, train)
-    return self.colorization(fused, train, valid)
+    return self.colorization(fused, train, valid, temperature)
 
   def global_features(self, l_global_BxGxGx1, train=False):
     """The global path: (what `classify` reads: B x 512w, or the encoder's B x 1280;
     the vector for the fusion: B x 256w, plus the encoder's B x 256w)."""
     return self._global(self.low_level(l_global_BxGxGx1, train), l_global_BxGxGx1, train)
 
-  def local_path(self, l_BxHxWx1, global_256, train=False, valid=None):
+  def local_path(self, l_BxHxWx1, global_256, train=False, valid=None, temperature=None):
     """The local path given the global vector: ab at H/2 x W/2. `valid`: None, or
     the (rows, columns) at the top left of the input that hold the image (multiples
     of 8, traced): every convolution then sees zeros beyond them, as it would at
-    the image's own size, so those outputs are the same (up to float32 rounding)."""
+    the image's own size, so those outputs are the same (up to float32 rounding).
+    `temperature`: a bins model's colours, not its logits (Colorization)."""
     low = self.low_level(l_BxHxWx1, train, valid)
-    return self._colorize(low, global_256, train, valid)
+    return self._colorize(low, global_256, train, valid, temperature)
 
   def classify(self, scene, train=False):
     if self.encoder:

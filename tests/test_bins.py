@@ -113,6 +113,38 @@ def test_tiles_decode_as_the_whole_image(tiny_config, tiny_variables_bins, bins_
   np.testing.assert_allclose(b.rgb, a.rgb, atol=0.1 / 255)  # float32 rounding only
 
 
+def straightforward(features, kernel, bias, temperature):
+  """bins.decode of the output layer's logits for the whole image at once."""
+  logits = jax.lax.conv_general_dilated(features, kernel, (1, 1), ((1, 1), (1, 1)),
+                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC')) + bias
+  return bins.decode(logits, temperature)
+
+
+def test_the_banded_decode_is_the_decode_of_the_logits():
+  rng = np.random.default_rng(0)
+  features = jnp.asarray(rng.standard_normal((2, 37, 53, 8)), jnp.float32)
+  kernel = jnp.asarray(rng.standard_normal((3, 3, 8, bins.num_bins())) * 0.3, jnp.float32)
+  bias = jnp.asarray(rng.standard_normal(bins.num_bins()) * 0.1, jnp.float32)
+  for temperature in (1.0, 0.38, 0.1):
+    # float32 rounding of the logits (a few units), divided by the temperature, times
+    # centres of up to ~100 a*b* units.
+    np.testing.assert_allclose(bins.decode_features(features, kernel, bias, temperature),
+                               straightforward(features, kernel, bias, temperature),
+                               atol=5e-4 / temperature)
+
+
+def test_a_predictor_decodes_as_the_logits_would(tiny_config, tiny_variables_bins,
+                                                 bins_predictor, monkeypatch):
+  l = photo_l('astronaut', 150, 96)
+  fused = [bins_predictor(l, temperature=t) for t in (0.38, 0.1)]
+  monkeypatch.setattr(bins, 'decode_features', straightforward)
+  plain = inference.Predictor(tiny_variables_bins, tiny_config_bins(tiny_config))
+  for a, temperature in zip(fused, (0.38, 0.1)):
+    b = plain(l, temperature=temperature)
+    np.testing.assert_allclose(a.ab, b.ab, atol=1e-3)  # a*b* units: float32 rounding only
+    np.testing.assert_allclose(a.rgb, b.rgb, atol=0.1 / 255)
+
+
 def test_a_model_without_bins_refuses_a_temperature(tiny_config, tiny_variables, tiny_checkpoint,
                                                     tmp_path, capsys):
   predictor = inference.Predictor(tiny_variables, tiny_config.model)

@@ -171,7 +171,7 @@ class VideoColorizer:
     local = jax.vmap(inference.pad_to_stride)(l_BxHxWx1)
     ab_half = inference.to_chrominance(
         self.model.apply(variables, inference.without_hints(self.model, local), shared,
-                         method='local_path'), self.temperature)
+                         temperature=self.temperature, method='local_path'), self.temperature)
     ab_half, ab_last, l_last = filter_still(ab_half.astype(jnp.float32),
                                             jax.vmap(blurred_half)(local), cuts, state,
                                             stability)
