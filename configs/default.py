@@ -72,7 +72,8 @@ def get_config():
   config.adadelta_eps = 1e-6
   config.learning_rate = 1.0          # must be explicit: optax's None ascends
   # Optional, not the paper's: weight each pixel's squared a*b* error by the
-  # rarity of its true colour (jaxcolor/training/rarity.py). 0 = plain MSE (the paper),
+  # rarity of its true colour (jaxcolor/training/rarity.py; with the bins head, its
+  # cross-entropy: Zhang et al.'s class rebalancing). 0 = plain MSE (the paper),
   # 1 = Zhang et al. 2016's weights; `rarity_mix` is their lambda.
   config.rarity_power = 0.0
   config.rarity_mix = 0.5

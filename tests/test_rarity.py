@@ -62,3 +62,23 @@ def test_weighted_loss_weighs_each_pixel_by_its_true_colour():
   np.testing.assert_allclose(float(weighted['squared']), by_hand, rtol=1e-6)
   plain = step_lib._loss_sums(predicted, logits, batch, np.ones(1))
   assert float(weighted['pixels']) == float(plain['pixels'])
+
+
+def test_rebalancing_weighs_each_pixel_s_bins_cross_entropy_by_its_true_colour():
+  from jaxcolor import bins
+  rng = np.random.default_rng(0)
+  ab = np.concatenate([_network_ab(0, 0, (1, 2, 2)), _network_ab(-105, 55, (1, 2, 2))], axis=2)
+  batch = {'ab': ab, 'label': np.full(1, -1, np.int32),
+           'label_ids': np.zeros((1, 1), np.int32), 'label_probs': np.zeros((1, 1), np.float32)}
+  output = rng.standard_normal((1, 1, 2, bins.num_bins())).astype(np.float32)
+  logits = np.zeros((1, 3), np.float32)
+  table = np.ones((rarity.BINS, rarity.BINS), np.float32)
+  table[11, 11], table[0, 16] = 0.5, 3.0
+  per_pixel = np.asarray(bins.cross_entropy(
+      output, color.denormalize_ab(step_lib.half_resolution(ab)), mean=False))
+  weighted = step_lib._loss_sums(output, logits, batch, np.ones(1), table)
+  np.testing.assert_allclose(float(weighted['colour']),
+                             0.5 * per_pixel[:, :, 0].sum() + 3.0 * per_pixel[:, :, 1].sum(),
+                             rtol=1e-5)
+  plain = step_lib._loss_sums(output, logits, batch, np.ones(1))
+  np.testing.assert_allclose(float(plain['colour']), per_pixel.sum(), rtol=1e-5)

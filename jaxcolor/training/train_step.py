@@ -120,7 +120,8 @@ def _loss_sums(output, logits, batch, weight_B, ab_weights=None):
   each example's target distribution (label_probs over label_ids: one class for
   hard labels, the teacher's top classes for soft ones); examples with all-zero
   probabilities have no label. With `ab_weights` (a `rarity.weights` table)
-  each pixel's squared error is weighted by the rarity of its true colour.
+  each pixel's squared error, and a bins head's cross-entropy, is weighted by the
+  rarity of its true colour.
   """
   target = half_resolution(batch['ab'])
   ab_half = inference.to_chrominance(output, temperature=1.0)
@@ -132,6 +133,8 @@ def _loss_sums(output, logits, batch, weight_B, ab_weights=None):
     colour, colour_count = squared, jnp.sum(weight_B) * target[0].size
   else:
     per_pixel = bins_lib.cross_entropy(output, color.denormalize_ab(target), mean=False)
+    if ab_weights is not None:  # Zhang et al.'s class rebalancing
+      per_pixel *= rarity.pixel_weights(target, ab_weights)
     colour = jnp.sum(weight_B[:, None, None] * per_pixel)
     colour_count = jnp.sum(weight_B) * per_pixel[0].size
   probs_BxK = batch['label_probs']
@@ -159,7 +162,7 @@ def summarize(totals, alpha):
 def train_step(state, batch, *, alpha, global_size, ab_weights=None):
   """One Adadelta step on the colour loss (MSE of a*b*, or the bins' cross-entropy)
   + alpha * the scene cross-entropy (labelled examples only); the MSE weighted by
-  colour rarity when `ab_weights` is given."""
+  colour rarity when `ab_weights` is given (for the bins' cross-entropy too)."""
   weight_B = jnp.ones(batch['l'].shape[0])
 
   def loss_fn(params):
