@@ -23,6 +23,7 @@ NEIGHBOURS = 5   # soft targets: the true colour's nearest bins ...
 SIGMA = 5.0      # ... weighted by a Gaussian of their distance (a*b* units)
 TEMPERATURE = 0.38  # Zhang et al.'s default for decoding
 MAX_TEMPERATURE = 1.0  # the distribution's mean; above it colours only get paler
+MIN_TEMPERATURE = 1e-3  # decode's floor: a lower T decodes as this one
 
 
 @functools.cache
@@ -95,7 +96,7 @@ def decode(logits_xQ, temperature):
   """Annealed mean: a*b* (... x 2) = sum_q softmax(log p / T)_q centre_q.
   `temperature` may be traced (no recompilation per value); T = 1 is the mean of
   the distribution, T -> 0 its mode."""
-  t = jnp.maximum(jnp.asarray(temperature, jnp.float32), 1e-3)
+  t = jnp.maximum(jnp.asarray(temperature, jnp.float32), MIN_TEMPERATURE)
   p = jax.nn.softmax(logits_xQ.astype(jnp.float32) / t, axis=-1)
   return p @ jnp.asarray(centres())
 
@@ -104,9 +105,9 @@ def decode_features(features_BxHxWxC, kernel_3x3xCxQ, bias_Q, temperature, band=
   """decode(logits) for the logits of a 3x3 'SAME' convolution (zero padding 1, as
   the output layer's nn.Conv) of the features: B x H x W x 2 a*b*, computed band by
   band of `band` rows (the last one padded), so that no more than one band's
-  logits exist at once. Each band is im2col patches [pixels, 9C] @ kernel [9C, Q],
-  then the annealed mean as reductions: on CPU several times faster than the
-  convolution and softmax over the whole image, the same up to float32 rounding."""
+  logits exist at once. Each band's logits are im2col patches [pixels, 9C] @ kernel
+  [9C, Q]: on CPU several times faster than the convolution over the whole image,
+  the same up to float32 rounding."""
   batch, height, width, channels = features_BxHxWxC.shape
   band = min(band, height)
   count = -(-height // band)
@@ -114,17 +115,13 @@ def decode_features(features_BxHxWxC, kernel_3x3xCxQ, bias_Q, temperature, band=
               ((0, 0), (1, 1 + count * band - height), (1, 1), (0, 0)))
   kernel = jnp.asarray(kernel_3x3xCxQ, jnp.float32).reshape(9 * channels, -1)
   bias = jnp.asarray(bias_Q, jnp.float32)
-  t = jnp.maximum(jnp.asarray(temperature, jnp.float32), 1e-3)
-  c_Qx2 = jnp.asarray(centres())
 
   def one(i):
     rows = jax.lax.dynamic_slice_in_dim(x, i * band, band + 2, axis=1)
     patches = jnp.concatenate([rows[:, dy:dy + band, dx:dx + width]
                                for dy in range(3) for dx in range(3)], -1)
-    z = patches.reshape(-1, 9 * channels) @ kernel + bias
-    e = jnp.exp((z - z.max(-1, keepdims=True)) / t)
-    ab = (e @ c_Qx2) / e.sum(-1, keepdims=True)
-    return ab.reshape(batch, band, width, 2)
+    logits = patches.reshape(-1, 9 * channels) @ kernel + bias
+    return decode(logits, temperature).reshape(batch, band, width, 2)
 
   out = jax.lax.map(one, jnp.arange(count))  # count x B x band x W x 2
   return jnp.moveaxis(out, 0, 1).reshape(batch, count * band, width, 2)[:, :height]

@@ -41,13 +41,19 @@ class SceneEncoder(nn.Module):
         depthwise='shifts' if self.kernels == 'cpu' else 'grouped')
 
   def __call__(self, l_BxGxGx1, train=False):
-    rgb_BxGxGx3 = color.grey_rgb(l_BxGxGx1[..., 0].astype(jnp.float32)) * 255.0
-    pooled = self.network.features(efficientnet.preprocess(rgb_BxGxGx3),
+    pooled = self.network.features(network_input(l_BxGxGx1),
                                    train=train and self.trainable)['pooled']
     return pooled if self.trainable else jax.lax.stop_gradient(pooled)
 
   def classify(self, pooled_Bx1280):
     return self.network.fc(pooled_Bx1280)
+
+
+def network_input(l_BxGxGx1):
+  """What the encoder sees of grey L in [0, 1]: its grey sRGB, 0..255, preprocessed
+  as EfficientNet's (x - 127) / 128, B x G x G x 3."""
+  rgb_BxGxGx3 = color.grey_rgb(l_BxGxGx1[..., 0].astype(jnp.float32)) * 255.0
+  return efficientnet.preprocess(rgb_BxGxGx3)
 
 
 @functools.cache

@@ -19,8 +19,8 @@ from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcolor import color
 from jaxcolor import efficientnet
+from jaxcolor import encoder as encoder_lib
 from jaxcolor import model as model_lib
 from jaxcolor import ops
 
@@ -155,19 +155,13 @@ def _stack(folded, x, block, spec):
   return x
 
 
-def encoder_input(l_BxGxGx1):
-  """What the encoder sees (encoder.SceneEncoder): the grey sRGB of L, 0..255,
-  preprocessed as EfficientNet's (x - 127) / 128, B x G x G x 3."""
-  return efficientnet.preprocess(color.grey_rgb(l_BxGxGx1[..., 0]) * 255.0)
-
-
 def _encoder(folded, l_BxGxGx1):
   """The folded EfficientNet-Lite0: L -> pooled features B x 1280."""
   relu6 = lambda x: jnp.clip(x, 0.0, 6.0)
   pointwise = lambda x, layer: x @ layer['w'][0, 0] + layer['b']  # 1 x 1 convolution
   stem = folded[f'{ENCODER}/stem']
-  x = lax.conv_general_dilated(encoder_input(l_BxGxGx1), jnp.asarray(stem['w']), (2, 2), 'SAME',
-                               dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  x = lax.conv_general_dilated(encoder_lib.network_input(l_BxGxGx1), jnp.asarray(stem['w']),
+                               (2, 2), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
   x = relu6(x + stem['b'])
   for name, _, stride, residual in encoder_blocks():
     y = x

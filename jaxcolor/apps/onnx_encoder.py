@@ -15,7 +15,6 @@ from jaxcolor import color
 from jaxcolor import efficientnet
 
 _INT = np.int64
-MIN_TEMPERATURE = 1e-3  # bins.decode's floor: T below it decodes as it
 
 
 def _relu6(g, x):
@@ -86,8 +85,9 @@ def scene(g, folded, global_512, global_256, l_1x1xGxG, global_size):
 
 def decode_bins(g, logits_1xQxHxW, temperature):
   """bins.decode then color.normalize_ab: logits over the bins -> a*b* in [0, 1],
-  1 x 2 x H x W: softmax(logits / max(T, 1e-3)) over the bins, its mean centre."""
-  t = g.op('Max', temperature, g.const(MIN_TEMPERATURE))
+  1 x 2 x H x W: softmax(logits / max(T, bins.MIN_TEMPERATURE)) over the bins, its
+  mean centre."""
+  t = g.op('Max', temperature, g.const(bins.MIN_TEMPERATURE))
   p = g.op('Softmax', g.op('Div', logits_1xQxHxW, t), axis=1)
   centres = g.const(bins.centres().T[:, :, None, None])  # 2 x Q x 1 x 1
   ab = g.op('Conv', p, centres, kernel_shape=[1, 1])
