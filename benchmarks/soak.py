@@ -19,7 +19,8 @@ done, then closes.
 
 Recorded: every answer's status, latency, size, format and kind; requests
 without an answer (a connection error or the client's --timeout) are lost. The
-server's RSS (VmRSS in /proc, every --rss-interval s): at start, after the first
+server's RSS (VmRSS in /proc of serve.py and the model's process it starts,
+summed; every --rss-interval s): at start, after the first
 answer, its maximum, after the run (idle), and its growth over the second half of
 the run: the peak of the run's last quarter over that of its second quarter.
 serve.py expects a photo to need some 150 bytes a pixel at its peak; the table
@@ -56,6 +57,30 @@ BYTES_PER_PIXEL = 150  # serve.py's estimate of a request's peak memory
 
 
 @dataclasses.dataclass
+
+def _with_descendants(pid):
+  """pid and the ids of all its descendants (/proc/PID/task/*/children)."""
+  found, queue = [], [pid]
+  while queue:
+    pid = queue.pop()
+    found.append(pid)
+    for task in pathlib.Path(f'/proc/{pid}/task').glob('*/children'):
+      try:
+        queue.extend(int(child) for child in task.read_text().split())
+      except OSError:  # the task ended meanwhile
+        pass
+  return found
+
+
+def _rss_kb(pid):
+  """A process's VmRSS in kB; 0 for one that has just ended."""
+  try:
+    status = pathlib.Path(f'/proc/{pid}/status').read_text()
+  except OSError:
+    return 0
+  found = re.search(r'VmRSS:\s+(\d+) kB', status)
+  return int(found.group(1)) if found else 0
+
 class Request:
   index: int
   kind: str             # 'photo' or 'hostile'
@@ -165,12 +190,12 @@ class Server:
     self.host, self.port = found.group(1).strip('[]'), int(found.group(2))
 
   def rss_mb(self):
-    """The server process's resident memory (VmRSS), or None without /proc."""
+    """The resident memory (VmRSS) of the server and the processes it started (the
+    model's), or None without /proc."""
     try:
-      status = pathlib.Path(f'/proc/{self.process.pid}/status').read_text()
+      return sum(_rss_kb(pid) for pid in _with_descendants(self.process.pid)) / 1024
     except OSError:
       return None
-    return int(re.search(r'VmRSS:\s+(\d+) kB', status).group(1)) / 1024
 
   def info(self):
     """The server's /api/info."""

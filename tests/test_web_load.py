@@ -9,6 +9,8 @@ import http.client
 import io
 import json
 import math
+import os
+import signal
 import socket
 import time
 
@@ -235,3 +237,53 @@ def test_released_memory_leaves_the_process():
   before = _rss_mb()
   worker.release_memory()
   assert _rss_mb() < before - 200
+
+
+def test_the_model_process_is_replaced_after_dropping_programs(tiny_checkpoint,
+                                                              tmp_path_factory):
+  """--max-programs 1 --recycle-after 2: the third new size drops a second program,
+  after which the model's process is replaced; it gives the same bytes."""
+  folder = tmp_path_factory.mktemp('recycle')
+  photos = {f'{w}x{h}.png': gradient(w, h) for w, h in [(60, 40), (300, 200), (200, 300),
+                                                       (500, 90)]}  # four buckets
+  with web_server.serve(folder, '--checkpoint', tiny_checkpoint, '--max-programs', 1,
+                        '--recycle-after', 2) as s:
+    first = info(s)['model_process']
+    assert first == {'pid': first['pid'], 'restarts': 0, 'recycle_after': 2}
+    answers = {}
+    for name, data in photos.items():
+      status, _, answers[name] = s.post('/api/colorize', {'image': (name, data)})
+      assert status == 200, answers[name][:300]
+    now = info(s)
+    assert now['model_process']['restarts'] == 1 and now['model_process']['pid'] != first['pid']
+    # Counted over both processes: 3 compiles and 2 drops, then the fourth size's compile.
+    assert (now['programs']['compiled'], now['programs']['evicted']) == (4, 2), now
+    for name in ['500x90.png', '60x40.png']:  # kept by the new process; compiled again
+      status, _, again = s.post('/api/colorize', {'image': (name, photos[name])})
+      assert status == 200 and again == answers[name]
+    assert info(s)['model_process']['restarts'] == 1
+  assert 'Traceback' not in s.stderr.read_text(), s.stderr.read_text()
+
+
+def test_a_model_process_that_dies_is_replaced(tiny_checkpoint, tmp_path_factory):
+  """Killed while it works on a photo: that request gets a 500 that says so, the
+  next a new process. Killed while idle: the next request never notices."""
+  folder = tmp_path_factory.mktemp('killed')
+  with web_server.serve(folder, '--checkpoint', tiny_checkpoint) as s:
+    first = info(s)['model_process']['pid']
+    os.kill(first, signal.SIGKILL)
+    status, _, body = s.post('/api/colorize', {'image': ('grey.png', GREY)})
+    assert status == 200, body[:300]
+    second = info(s)['model_process']
+    assert second['restarts'] == 1 and second['pid'] != first
+
+    runs = info(s)['model_runs']
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+      large = pool.submit(s.error, '/api/colorize', {'image': ('large.png', LARGE)})
+      wait_until(lambda: info(s)['model_runs'] == runs + 1, 'the large photo runs')
+      os.kill(second['pid'], signal.SIGKILL)
+      status, message = large.result(timeout=300)
+    assert status == 500 and message.startswith("large.png: the model's process ended"), message
+    status, _, body = s.post('/api/colorize', {'image': ('grey.png', GREY)})
+    assert status == 200 and info(s)['model_process']['restarts'] == 2
+    assert s.process.poll() is None  # the server itself stays up

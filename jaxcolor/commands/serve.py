@@ -14,13 +14,11 @@ import signal
 import socket
 import sys
 
-from absl import logging
-
 import jaxcolor
 from jaxcolor import buckets
 from jaxcolor import checkpoint
+from jaxcolor.apps.web import model_process
 from jaxcolor.commands import options
-from jaxcolor import inference
 
 LOOPBACK = ('127.0.0.1', 'localhost', '::1')
 LOOPBACK_HOSTS = ('127.0.0.1', 'localhost', '[::1]')  # as a Host header names them
@@ -67,13 +65,21 @@ def parse_args(argv):
                            'recently used dropped first (a few MB each; default: as many as '
                            f'the warm-up compiles, at least {MIN_PROGRAMS}: {default_programs(WARM_UP_SIDE)} '
                            f'at --warm-up {WARM_UP_SIDE}, so memory stops growing once it ends)')
+  parser.add_argument('--recycle-after', type=int,
+                      default=model_process.DEFAULT_RECYCLE_AFTER, metavar='PROGRAMS',
+                      help='replace the model\'s process once it has dropped this many programs '
+                           'for new sizes (XLA keeps up to a MB of each compile; the new process '
+                           'loads in seconds and warms up from the disk cache; default: '
+                           '%(default)s)')
   args = parser.parse_args(argv)
   if args.max_programs is None:
     args.max_programs = default_programs(args.warm_up)
   if not 0 <= args.port <= 65535:
     parser.error('--port must be from 0 to 65535')
-  if min(args.max_upload_mb, args.max_pixels, args.max_queue, args.max_programs) <= 0:
-    parser.error('--max-upload-mb, --max-pixels, --max-queue and --max-programs must be positive')
+  if min(args.max_upload_mb, args.max_pixels, args.max_queue, args.max_programs,
+         args.recycle_after) <= 0:
+    parser.error('--max-upload-mb, --max-pixels, --max-queue, --max-programs and '
+                 '--recycle-after must be positive')
   if args.warm_up < 0:
     parser.error('--warm-up must be 0 or more')
   if not 0 < args.upload_timeout < float('inf'):  # also NaN
@@ -110,19 +116,19 @@ def main(argv=None):
                   'pip install -r requirements-web.txt)')
     return 2
   sock = bind(args.host, args.port)  # before the model loads: a taken port fails at once
-  jaxcolor.enable_fast_cpu_convolutions()
-  logging.set_verbosity(logging.ERROR)  # orbax's informational chatter
-  try:
-    predictor = inference.Predictor.for_command(args.checkpoint, command='serve.py',
-                                                capacity=args.max_programs)
+  jaxcolor.enable_fast_cpu_convolutions()  # in the environment the model's process inherits
+  try:  # the model runs in a process of its own (jaxcolor/apps/web/model_process.py)
+    path = checkpoint.model_or_bundled(args.checkpoint, 'serve.py')
+    predictor = model_process.ModelProcess(
+        path, capacity=args.max_programs, recycle_after=args.recycle_after,
+        warm_up=buckets.common(args.warm_up) if args.warm_up else ())
   except checkpoint.CheckpointError as e:
     options.error(e)
     return 2
   loopback = args.host in LOOPBACK
   app = web_app.create_app(predictor, int(args.max_upload_mb * 2**20), args.max_pixels,
                            args.max_queue, LOOPBACK_HOSTS if loopback else ('*',),
-                           upload_timeout=args.upload_timeout,
-                           warm_up=buckets.common(args.warm_up) if args.warm_up else ())
+                           upload_timeout=args.upload_timeout)
   config = uvicorn.Config(app, log_level='warning', timeout_graceful_shutdown=STOP_SECONDS)
   sock.listen(config.backlog)
   host, port = sock.getsockname()[:2]

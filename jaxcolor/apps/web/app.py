@@ -1,4 +1,5 @@
-"""The web page's HTTP server: one Predictor behind a Starlette app.
+"""The web page's HTTP server: one model (an inference.Predictor, or serve.py's
+model_process.ModelProcess: the model in a process of its own) behind a Starlette app.
 
   GET  /               the page (static/index.html; its script and styles under /static/)
   GET  /api/info       the limits, whether the model names scenes, and how many requests
@@ -53,6 +54,7 @@ from jaxcolor import color
 from jaxcolor import hints as hints_lib
 from jaxcolor import images
 from jaxcolor import inference
+from jaxcolor.apps.web import model_process
 from jaxcolor.apps.web import uploads
 from jaxcolor.apps.web import worker
 
@@ -159,7 +161,9 @@ def create_app(predictor, max_upload_bytes=uploads.DEFAULT_MAX_UPLOAD_MB * 2**20
   ((height, width) pairs) whose programs are compiled in the background from the
   start, while the server answers."""
   model = worker.Colorizer(predictor, max_pixels, max_queue)
-  warming = worker.WarmUp(predictor, warm_up)
+  # A model in a process of its own warms up there, from its start.
+  in_process = not isinstance(predictor, model_process.ModelProcess)
+  warming = worker.WarmUp(predictor, warm_up) if in_process else predictor.warming
 
   async def page(request):
     return FileResponse(STATIC / 'index.html', headers=PAGE_HEADERS)
@@ -178,7 +182,10 @@ def create_app(predictor, max_upload_bytes=uploads.DEFAULT_MAX_UPLOAD_MB * 2**20
                                       'compiled': predictor.programs.compiles,
                                       'evicted': predictor.programs.evictions,
                                       'warming_up': warming.under_way,
-                                      'warmed_up': warming.compiled}})
+                                      'warmed_up': warming.compiled},
+                         'model_process': None if in_process else {
+                             'pid': predictor.pid, 'restarts': predictor.restarts,
+                             'recycle_after': predictor.recycle_after}})
 
   async def colorize(request):
     image, style, fields = await uploads.read_form(request)
@@ -264,6 +271,8 @@ def create_app(predictor, max_upload_bytes=uploads.DEFAULT_MAX_UPLOAD_MB * 2**20
     yield
     warming.stop()
     model.worker.shutdown(cancel_futures=True)
+    if not in_process:
+      predictor.close()
 
   return Starlette(
       routes=[Route('/', page), Route('/api/info', info),

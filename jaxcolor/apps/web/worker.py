@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 
 from jaxcolor import hints as hints_lib
 from jaxcolor import images
+from jaxcolor.apps.web import model_process
 from jaxcolor.apps.web import uploads
 
 DEFAULT_MAX_QUEUE = 16
@@ -115,6 +116,9 @@ class Colorizer:
       raise HTTPException(413, str(e)) from None
     except (images.ImageError, hints_lib.HintError) as e:
       raise HTTPException(400, str(e)) from None
+    except model_process.ModelDied as e:
+      log.warning('%s: %s', name, e)
+      raise HTTPException(500, f'{name}: {e}') from None
     except Exception:  # the server stays up whatever one image does to it
       log.exception('%s: failed', name)  # the details stay in the server's log
       raise HTTPException(500, f'{name}: could not be colorized (internal error; the '
