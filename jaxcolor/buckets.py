@@ -11,7 +11,8 @@ out as at its own size, up to float32 rounding. `Programs` keeps at most
 The global path's G x G rescale of the photo is two matrix products with weights
 computed here (`resize_weights`) for the photo's own size, zero over the padding:
 it runs in a small program per bucket, not per size, and gives what
-jax.image.resize gives.
+jax.image.resize gives. The same program makes the labels' view of their own
+when a model has one (encoder.label_size).
 """
 import bisect
 import collections
@@ -83,15 +84,22 @@ def resize_weights(length, size, padded=None):
   return np.pad(weights, ((0, 0), (0, (padded or length) - length)))
 
 
-def rescale_program(bucket, size, channels):
+def rescale_program(bucket, size, channels, label_size=None):
   """The compiled program that rescales an image padded to `bucket` (height, width; x
-  `channels`) to size x size, given the weights for its own size (resize_weights)."""
+  `channels`) to size x size: (x, weights, label_weights) -> (x rescaled by weights,
+  the (rows, columns) resize_weights of its own size; with `label_size`, its L
+  rescaled to label_size x label_size by label_weights, else None)."""
   def rescale(x_HxWxC, rows_GxH, cols_GxW):
     x = jnp.einsum('kw,hwc->hkc', cols_GxW, x_HxWxC, precision='highest')
     return jnp.einsum('gh,hkc->gkc', rows_GxH, x, precision='highest')
+
+  def both(x_HxWxC, weights, label_weights):
+    label = None if label_weights is None else rescale(x_HxWxC[..., :1], *label_weights)
+    return rescale(x_HxWxC, *weights), label
   spec = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.float32)
-  return jax.jit(rescale).lower(spec(*bucket, channels), spec(size, bucket[0]),
-                                spec(size, bucket[1])).compile()
+  weights = lambda side: (spec(side, bucket[0]), spec(side, bucket[1]))
+  return jax.jit(both).lower(spec(*bucket, channels), weights(size),
+                             weights(label_size) if label_size else None).compile()
 
 
 class Programs:

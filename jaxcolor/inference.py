@@ -3,7 +3,10 @@
 The local path runs at the image's own size (edge-padded to a multiple of 8),
 the global path on a G x G rescale (of the image, or of a style image), and the
 H/2 chrominance is upsampled bilinearly and joined with the ORIGINAL
-full-resolution L. The jitted function retraces once per input resolution.
+full-resolution L. The jitted function retraces once per input resolution. A
+frozen pretrained encoder names the scene from a 224 x 224 rescale of the same
+image instead (encoder.label_size), in the same program; the colours are the
+G x G rescale's.
 
 Images larger than the tile size run the local path tile by tile: every tile
 sees `model.LOCAL_REACH` pixels of context beyond its core on each side, which
@@ -225,7 +228,9 @@ class Predictor:
   Every image is padded to a bucket (jaxcolor/buckets.py) and runs that bucket's
   compiled program, so any number of sizes needs a bounded number of programs
   (`programs`, at most `capacity`); the result is the image's own-size one up
-  to float32 rounding."""
+  to float32 rounding. The scene is named from the global path's input, or, for
+  a model whose labels have a view of their own (`label_size`, a frozen encoder),
+  from that view of it, in the same program."""
 
   def __init__(self, variables, model_config, class_names=None, tile=DEFAULT_TILE,
                kernels=None, capacity=buckets.DEFAULT_CAPACITY):
@@ -240,11 +245,14 @@ class Predictor:
     self.class_names = list(class_names or [])  # empty: trained without scene labels
     # A pretrained encoder's labels are shown only when confident (encoder.py).
     self.label_confidence = encoder.LABEL_CONFIDENCE if self.model.encoder else 0.0
+    # The side of the labels' own view of the global input; None: they read the G x G one.
+    self.label_size = encoder.label_size(model_config)
     self.trace_count = 0  # how often a program was traced (tests read it)
     self.temperature = bins.TEMPERATURE  # a bins model's default (set_temperature)
     self.programs = buckets.Programs(self._compile, capacity)
     self.rescales = buckets.Programs(  # the global path's rescale, one per bucket
-        lambda bucket: buckets.rescale_program(bucket, self.global_size, self.model.input_channels),
+        lambda bucket: buckets.rescale_program(bucket, self.global_size, self.model.input_channels,
+                                               self.label_size),
         capacity)
 
   @classmethod
@@ -277,10 +285,15 @@ class Predictor:
     or a value outside (0, MAX_TEMPERATURE]."""
     self.temperature = check_temperature(temperature, self.has_bins)
 
-  def _colorize_traced(self, variables, x_HbxWbxC, l_global_GxGxC, valid, temperature):
+  def _colorize_traced(self, variables, x_HbxWbxC, l_global_GxGxC, valid, temperature,
+                       l_label_SxSx1):
     self.trace_count += 1
     ab01, logits = chrominance_padded(self.model, variables, x_HbxWbxC, l_global_GxGxC, valid,
                                       self.tile, temperature)
+    if self.label_size:  # the scene from its own view; the colours are the G x G view's
+      if l_label_SxSx1 is None:  # the image is its own global input, unpadded
+        l_label_SxSx1 = resize_to_square(x_HbxWbxC[..., :1], self.label_size)
+      logits = self.model.apply(variables, l_label_SxSx1[None], method='scene_logits')[0]
     return (color.network_to_rgb(x_HbxWbxC[..., :1], ab01), color.denormalize_ab(ab01),
             jax.nn.softmax(logits))
 
@@ -303,9 +316,10 @@ class Predictor:
     scalar = lambda dtype: jax.ShapeDtypeStruct((), dtype)
     image, valid = spec(height, width, channels), jax.ShapeDtypeStruct((2,), jnp.int32)
     global_input = None if shared else spec(size, size, channels)
+    label_input = None if shared or not self.label_size else spec(*(self.label_size,) * 2, 1)
     if kind == 'colorize':  # a new function each time: JAX's caches go with the program
       traced = jax.jit(lambda *args: self._colorize_traced(*args))
-      args = (image, global_input, valid, scalar(jnp.float32))
+      args = (image, global_input, valid, scalar(jnp.float32), label_input)
     else:
       traced = jax.jit(lambda *args: self._distribution_traced(*args))
       args = (image, global_input, valid, scalar(jnp.int32), scalar(jnp.int32))
@@ -345,23 +359,28 @@ class Predictor:
     return l_HxWx1, np.pad(style, ((0, 0), (0, 0), (0, l_HxWx1.shape[-1] - 1)))
 
   def _rescale(self, x_HxWxC, padded=None):
-    """The global path's G x G input: `x` rescaled (as resize_to_square does), by its
-    bucket's small program; `padded`: x already padded to its bucket."""
+    """(The global path's G x G input, the labels' S x S x 1 view or None: see
+    label_size): `x` rescaled (as resize_to_square does), by its bucket's small
+    program; `padded`: x already padded to its bucket."""
     padded = buckets.pad(x_HxWxC)[0] if padded is None else padded
-    rows, cols = (buckets.resize_weights(n, self.global_size, p)
-                  for n, p in zip(x_HxWxC.shape[:2], padded.shape[:2]))
-    return self.rescales.get(padded.shape[:2])(padded, rows, cols)
+    weights = lambda size: tuple(buckets.resize_weights(n, size, p)
+                                 for n, p in zip(x_HxWxC.shape[:2], padded.shape[:2]))
+    label_weights = weights(self.label_size) if self.label_size else None
+    return self.rescales.get(padded.shape[:2])(padded, weights(self.global_size), label_weights)
 
   def _run(self, kind, l_HxW, hints, style_l, *args):
-    """The program of `kind` on the image, padded to its bucket: its outputs."""
+    """The program of `kind` on the image, padded to its bucket: its outputs. The
+    colorize program also takes the labels' view of the global input (see label_size)."""
     x, style = self._network_input(l_HxW, hints, style_l)
     if style is None and kind == 'colorize' and x.shape[:2] == (self.global_size,) * 2:
       program = self.programs.get((kind, *x.shape[:2], True))  # G x G: one trunk run
-      return program(self.variables, x, None, np.asarray(x.shape[:2], np.int32), *args)
+      return program(self.variables, x, None, np.asarray(x.shape[:2], np.int32), *args, None)
     padded, valid = buckets.pad(x)
-    global_input = self._rescale(x, padded) if style is None else self._rescale(style)
+    global_input, label_input = (self._rescale(x, padded) if style is None
+                                 else self._rescale(style))
     program = self.programs.get((kind, *padded.shape[:2], False))
-    return program(self.variables, padded, global_input, valid, *args)
+    label = (label_input,) if kind == 'colorize' else ()
+    return program(self.variables, padded, global_input, valid, *args, *label)
 
   def distribution(self, l_HxW, row, col, style_l=None, hints=None):
     """A bins model's predicted distribution over the a*b* bins (bins.centres())

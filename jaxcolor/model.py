@@ -239,9 +239,11 @@ class Colorizer(nn.Module):
   When `l_global` is None the local input is also the global one (a G x G
   training crop) and the low-level features are computed once for both paths.
   `global_features`, `local_path` and `classify` run the parts separately
-  (tiled inference: one global vector for every tile). `kernels` is how the
-  convolutions are computed, chosen by inference and training for their
-  backend (`ops.kernels_for`); the parameters do not depend on it.
+  (tiled inference: one global vector for every tile); `scene_logits` names the
+  scene from a view of its own (a frozen encoder's labels at inference).
+  `kernels` is how the convolutions are computed, chosen by inference and
+  training for their backend (`ops.kernels_for`); the parameters do not depend
+  on it.
 
   Two options are not the paper's (configs/default.py): `bins` > 0 predicts a
   distribution over that many a*b* bins instead of a*b* itself, and `encoder`
@@ -318,6 +320,12 @@ class Colorizer(nn.Module):
     `temperature`: a bins model's colours, not its logits (Colorization)."""
     low = self.low_level(l_BxHxWx1, train, valid)
     return self._colorize(low, global_256, train, valid, temperature)
+
+  def scene_logits(self, l_BxSxSx1):
+    """The encoder's ImageNet logits, B x 1000, from a grey view of the scene of its
+    own (any S; inference's: encoder.label_size). Nothing else reads it: the
+    colours come from the global path's G x G input alone."""
+    return self.classify(self.scene_encoder(l_BxSxSx1[..., :1]))
 
   def classify(self, scene, train=False):
     if self.encoder:

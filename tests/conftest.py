@@ -17,6 +17,7 @@ import jaxcolor
 
 jaxcolor.enable_fast_cpu_convolutions()  # as the commands do (test_imports.py checks it)
 
+import flax  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -85,6 +86,23 @@ def calibrated(model, key, size):
   for _ in range(30):
     variables = update(variables)
   return variables
+
+
+def random_variables(config, seed):
+  """Variables of the model of `config`, drawn at random without compiling its init:
+  He-scaled kernels, and every BatchNorm (the encoder's too) with its own scale, bias
+  and running statistics, so that folding them is tested."""
+  model = model_lib.from_config(config)
+  size = config.global_size
+  shapes = jax.eval_shape(model.init, jax.random.key(0),
+                          jnp.zeros((1, size, size, model.input_channels)))
+  rng = np.random.default_rng(seed)
+  draw = {'kernel': lambda s: rng.normal(0, np.sqrt(2 / np.prod(s[:-1])), s),
+          'bias': lambda s: rng.normal(0, 0.1, s), 'mean': lambda s: rng.normal(0, 0.1, s),
+          'scale': lambda s: rng.uniform(0.5, 1.5, s), 'var': lambda s: rng.uniform(0.5, 1.5, s)}
+  return flax.traverse_util.unflatten_dict({
+      path: jnp.asarray(draw[path[-1]](leaf.shape), jnp.float32)
+      for path, leaf in flax.traverse_util.flatten_dict(shapes).items()})
 
 
 @pytest.fixture(scope='session')

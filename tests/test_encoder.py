@@ -1,5 +1,6 @@
 """The pretrained encoder beside the global path: ImageNet's weights, frozen in
-training, its own classifier naming the scenes."""
+training, its own classifier naming the scenes (at inference from a 224 x 224 view
+of their own, whatever the global size)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,6 +14,11 @@ from jaxcolor import model as model_lib
 from jaxcolor.training import input_pipeline
 from jaxcolor.training import train_step as step_lib
 from jaxcolor.training import trainer
+from conftest import photo
+from conftest import random_variables
+from conftest import tiny_model_config
+
+ENCODER = 'efficientnet_lite0'
 
 try:
   efficientnet.weights_path()
@@ -20,9 +26,14 @@ except efficientnet.WeightsMissingError as e:
   pytest.skip(str(e), allow_module_level=True)
 
 
+def photo_l(name, height, width):
+  rgb = photo(name)[:height, :width] / 255.0
+  return color.rgb_to_network(rgb)[0][..., 0].astype(np.float32)
+
+
 @pytest.fixture
 def encoder_config(train_config):
-  train_config.model.encoder = 'efficientnet_lite0'
+  train_config.model.encoder = ENCODER
   train_config.model.head = 'bins'
   train_config.model.num_classes = len(encoder.class_names())
   train_config.data.labels = 'none'
@@ -61,3 +72,56 @@ def test_encoder_names_scenes_with_imagenet_s_head_and_stays_frozen(encoder_conf
     assert (moved == 0) == (part == 'encoder'), (part, moved)
   jax.tree.map(np.testing.assert_array_equal, state.batch_stats['encoder'],
                stepped.batch_stats['encoder'])
+
+
+def test_only_a_frozen_encoder_at_another_size_has_a_label_view(tiny_config):
+  config = lambda **options: tiny_model_config(tiny_config, **options)
+  assert encoder.label_size(config(encoder=ENCODER, global_size=128)) == encoder.LABEL_SIZE == 224
+  assert encoder.label_size(config(encoder=ENCODER, global_size=224)) is None
+  assert encoder.label_size(config(encoder=ENCODER, encoder_trainable=True)) is None
+  assert encoder.label_size(config(global_size=128)) is None  # the paper's classifier
+
+
+@pytest.fixture(scope='module')
+def frozen_at_128(tiny_config):
+  """(variables, model config) of a tiny colorizer with the frozen ImageNet encoder at
+  global size 128, as the models trained now: its own layers random (what is
+  tested is where the labels and the colours come from, not how good they are)."""
+  config = tiny_model_config(tiny_config, encoder=ENCODER, global_size=128,
+                             num_classes=len(encoder.class_names()))
+  return encoder.with_pretrained(random_variables(config, seed=0)), config
+
+
+def imagenet_probabilities(l_HxW, size):
+  """ImageNet's EfficientNet-Lite0 on grey L resized to size x size, by hand."""
+  view = inference.resize_to_square(jnp.asarray(l_HxW)[..., None], size)[None]
+  logits = efficientnet.EfficientNetLite0(depthwise='shifts').apply(
+      efficientnet.load_pretrained(), encoder.network_input(view))
+  return np.asarray(jax.nn.softmax(logits[0]))
+
+
+def test_a_frozen_encoder_names_the_scene_from_224_and_colours_from_the_global_size(
+    frozen_at_128):
+  variables, config = frozen_at_128
+  predictor = inference.Predictor(variables, config, encoder.class_names())
+  assert predictor.label_size == 224 and predictor.global_size == 128
+  without = inference.Predictor(variables, config, encoder.class_names())
+  without.label_size = None  # the view off: the labels read the global input too
+  l = photo_l('chelsea', 90, 120)
+  # A photo padded to its bucket, one that is its own 128 x 128 global input (its
+  # view made inside the program), and a style image's scene (rescaled as the photo).
+  cases = {'bucket': (l, None), 'global size': (photo_l('chelsea', 128, 128), None),
+           'style': (l, photo_l('rocket', 200, 150))}
+  for name, (image, style_l) in cases.items():
+    prediction = predictor(image, style_l=style_l)
+    scene = image if style_l is None else style_l
+    at_224, at_128 = imagenet_probabilities(scene, 224), imagenet_probabilities(scene, 128)
+    np.testing.assert_allclose(prediction.probabilities, at_224, atol=1e-5, err_msg=name)
+    # The views name it differently: the labels are the 224 view's, not the 128 one's.
+    assert np.abs(at_224 - at_128).max() > 0.05, name
+    plain = without(image, style_l=style_l)
+    np.testing.assert_allclose(plain.probabilities, at_128, atol=1e-5, err_msg=name)
+    # The colours are the global size's, bit for bit.
+    np.testing.assert_array_equal(prediction.ab, plain.ab, err_msg=name)
+    np.testing.assert_array_equal(prediction.rgb, plain.rgb, err_msg=name)
+  assert predictor.trace_count == 2  # one program per bucket, as without the view

@@ -8,7 +8,6 @@ import re
 import subprocess
 import sys
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,6 +26,7 @@ from jaxcolor import images
 from jaxcolor import inference
 from jaxcolor import model as model_lib
 from conftest import photo
+from conftest import random_variables
 from conftest import tiny_model_config
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -62,23 +62,6 @@ INPUTS = {'bins': ['l', 'l_global', 'temperature'], 'encoder': ['l', 'l_global']
           'bins_encoder': ['l', 'l_global', 'temperature'],
           'hints_bins': ['l', 'l_global', 'hints', 'temperature'],
           'hints_bins_encoder': ['l', 'l_global', 'hints', 'temperature']}
-
-
-def random_variables(config, seed):
-  """Variables of the model of `config`, drawn at random without compiling its init:
-  He-scaled kernels, and every BatchNorm (the encoder's too) with its own scale, bias
-  and running statistics, so that folding them is tested."""
-  model = model_lib.from_config(config)
-  size = config.global_size
-  shapes = jax.eval_shape(model.init, jax.random.key(0),
-                          jnp.zeros((1, size, size, model.input_channels)))
-  rng = np.random.default_rng(seed)
-  draw = {'kernel': lambda s: rng.normal(0, np.sqrt(2 / np.prod(s[:-1])), s),
-          'bias': lambda s: rng.normal(0, 0.1, s), 'mean': lambda s: rng.normal(0, 0.1, s),
-          'scale': lambda s: rng.uniform(0.5, 1.5, s), 'var': lambda s: rng.uniform(0.5, 1.5, s)}
-  return flax.traverse_util.unflatten_dict({
-      path: jnp.asarray(draw[path[-1]](leaf.shape), jnp.float32)
-      for path, leaf in flax.traverse_util.flatten_dict(shapes).items()})
 
 
 @pytest.fixture(scope='module')
@@ -209,6 +192,7 @@ def test_stablehlo_file_is_symbolic_and_described(exported, tiny_config):
   assert described['class_names'] == ['beach', 'forest', 'street', 'room']
   assert described['global_size'] == tiny_config.model.global_size
   assert 'multiple of 8' in described['l'] and 'sRGB' in described['rgb']
+  assert 'label_size' not in described  # the paper's classifier reads the global input
 
 
 def test_stablehlo_program_has_plain_convolutions_and_no_batch_norm(exported):
@@ -233,6 +217,8 @@ def test_bins_and_encoder_file_takes_a_temperature_and_describes_it(exported):
   assert 'softmax(logits / T)' in described['temperature'] and 'hints' not in described
   assert described['class_names'] == list(encoder.class_names())
   assert 'ImageNet' in described['probabilities'] and described['label_confidence'] == 0.4
+  # A frozen encoder at the tiny global size names the scene from its own 224 x 224 view.
+  assert described['label_size'] == 224 and '224x224' in described['probabilities']
   # A file without the input refuses the argument, as Predictor does.
   with pytest.raises(export.ExportError, match='this file has no hints input'):
     export.load_stablehlo(path)(np.zeros((8, 8), np.float32), np.zeros((8, 8), np.float32),

@@ -28,7 +28,9 @@ Outputs:
                  with the predicted a*b* (half resolution, upsampled bilinearly;
                  a bins head's distribution decoded at half resolution first)
   probabilities  float32 [num_classes]: scene classes (softmax); with a
-                 pretrained encoder (model.encoder), its 1,000 ImageNet classes
+                 pretrained encoder (model.encoder), its 1,000 ImageNet classes,
+                 a frozen one's from l_global resized to 224 x 224
+                 (encoder.label_size), whatever G is
 
 `onnx` and `onnxruntime` are needed only here (requirements-export.txt).
 """
@@ -122,19 +124,26 @@ def describe(model_config, class_names, file_format, num_classes=None):
     contract['temperature_default'] = bins.TEMPERATURE
     contract['max_temperature'] = bins.MAX_TEMPERATURE
   if model_config.get('encoder'):
+    label_size = encoder.label_size(model_config)
+    seen = (f' from l_global resized inside to {label_size}x{label_size} (as for the global '
+            f'path; the colours come from the {size}x{size} view alone)' if label_size else '')
     contract['probabilities'] = (
         f'output, float32 [{num_classes}]: the pretrained encoder\'s ImageNet class '
-        'probabilities (softmax), in the order of class_names; jaxcolor names a scene only '
-        f'at probability {encoder.LABEL_CONFIDENCE:g} or more.')
+        f'probabilities (softmax){seen}, in the order of class_names; jaxcolor names a scene '
+        f'only at probability {encoder.LABEL_CONFIDENCE:g} or more.')
     contract['label_confidence'] = encoder.LABEL_CONFIDENCE
+    if label_size:
+      contract['label_size'] = label_size
   if file_format == 'stablehlo':
     contract['platforms'] = list(PLATFORMS)
   return contract
 
 
-def colorize_function(folded, global_size):
+def colorize_function(folded, global_size, label_size=None):
   """(l [H, W], l_global [h, w], hints [H, W, 3] for a model with hints, temperature []
-  for a bins model) -> (rgb [H, W, 3], probabilities), as Predictor."""
+  for a bins model) -> (rgb [H, W, 3], probabilities), as Predictor; `label_size`
+  (encoder.label_size): the probabilities are the encoder's on l_global resized to
+  that size instead."""
   with_hints, with_bins = folding.has_hints(folded), folding.has_bins(folded)
 
   def colorize(l_HxW, l_global_hxw, *extra):
@@ -147,11 +156,14 @@ def colorize_function(folded, global_size):
     temperature = extra[-1] if with_bins else bins.TEMPERATURE
     rgb, logits = inference.colorize_l(folding.FoldedColorizer(), folded, x, l_global,
                                        temperature=temperature)
+    if label_size:
+      l_label = inference.resize_to_square(l_global_hxw[..., None], label_size)
+      logits = folding.FoldedColorizer().apply(folded, l_label[None], method='scene_logits')[0]
     return rgb, jax.nn.softmax(logits)
   return colorize
 
 
-def to_stablehlo(folded, global_size):
+def to_stablehlo(folded, global_size, label_size=None):
   """The serialized jax.export artifact, symbolic in every input dimension."""
   dims = jax_export.symbolic_shape('height, width, global_height, global_width')
   args = [jax.ShapeDtypeStruct(dims[:2], jnp.float32),
@@ -160,7 +172,7 @@ def to_stablehlo(folded, global_size):
     args.append(jax.ShapeDtypeStruct((*dims[:2], hints_lib.NUM_PLANES), jnp.float32))
   if folding.has_bins(folded):
     args.append(jax.ShapeDtypeStruct((), jnp.float32))
-  exported = jax_export.export(jax.jit(colorize_function(folded, global_size)),
+  exported = jax_export.export(jax.jit(colorize_function(folded, global_size, label_size)),
                                platforms=PLATFORMS)(*args)
   return exported.serialize()
 
@@ -172,7 +184,8 @@ def to_onnx(folded, model_config, metadata):
   from jaxcolor.apps import onnx_graph
   props = {key: value if isinstance(value, str) else json.dumps(value)
            for key, value in metadata.items()}
-  model = onnx_graph.build(folded, model_config.global_size, folding.num_classes(folded), props)
+  model = onnx_graph.build(folded, model_config.global_size, folding.num_classes(folded), props,
+                           encoder.label_size(model_config))
   return model.SerializeToString()
 
 
@@ -218,7 +231,7 @@ def export(source, file_format, output, overwrite=False):
   folded = folding.fold(variables)
   metadata = describe(model_config, class_names, file_format, folding.num_classes(folded))
   if file_format == 'stablehlo':
-    contents = [to_stablehlo(folded, model_config.global_size),
+    contents = [to_stablehlo(folded, model_config.global_size, encoder.label_size(model_config)),
                 json.dumps(metadata, indent=2).encode() + b'\n']
   else:
     contents = [to_onnx(folded, model_config, metadata)]

@@ -177,12 +177,20 @@ def _encoder(folded, l_BxGxGx1):
 class FoldedColorizer:
   """Colorizer inference (train=False) on `fold`ed weights, as plain jnp.
 
-  `apply` takes the arguments of `Colorizer.apply` at inference, so
+  `apply` takes the arguments of `Colorizer.apply` at inference (`method`: the
+  whole network, or 'scene_logits'), so
   `inference.colorize_l(FoldedColorizer(), fold(variables), ...)` colorizes
   exactly as `Predictor` does (untiled).
   """
 
-  def apply(self, folded, l_BxHxWx1, l_global_BxGxGx1=None, train=False, temperature=None):
+  def apply(self, folded, *args, method='__call__', **kwargs):
+    return getattr(self, method)(folded, *args, **kwargs)
+
+  def scene_logits(self, folded, l_BxSxSx1):
+    """Colorizer.scene_logits: the encoder's logits from a grey view of its own."""
+    return _dense(_encoder(folded, l_BxSxSx1[..., :1]), folded[f'{ENCODER}/fc'])
+
+  def __call__(self, folded, l_BxHxWx1, l_global_BxGxGx1=None, train=False, temperature=None):
     """L in [0, 1] (H, W multiples of 8; with hints, the planes after it) ->
     (ab B x H/2 x W/2 x 2 in [0, 1], or bins logits B x H/2 x W/2 x Q; scene logits).
     `temperature` is ignored: the logits stay whole, for the caller to decode

@@ -5,7 +5,7 @@ Both take the `onnx_graph` builder under construction (its `op`, `const` and
 `layer`) and add nodes in NCHW, as `folding.FoldedColorizer` and `bins.decode`
 compute them: depthwise convolutions are Conv with group = channels, ReLU6 is
 Clip(0, 6), TensorFlow's 'SAME' padding (stride 2: less before than after) is
-given per layer, the global input's size being fixed (G x G).
+given per layer, the encoder's input size being fixed (G x G, or the labels' S x S).
 """
 import numpy as np
 
@@ -70,16 +70,18 @@ def dense(g, x, folded, name):
   return g.op('Add', g.op('MatMul', x, w), b)
 
 
-def scene(g, folded, global_512, global_256, l_1x1xGxG, global_size):
+def scene(g, folded, global_512, global_256, l_1x1xGxG, global_size, label=None):
   """(scene logits 1 x classes, the vector fused into every local position): the
   paper's classifier and global vector, or the encoder's logits and the global
-  vector followed by the encoder's projection."""
+  vector followed by the encoder's projection. `label`: (1 x 1 x S x S, S), the
+  view of its own the encoder names the scene from (encoder.label_size)."""
   if not folding.has_encoder(folded):
     hidden = g.op('Relu', dense(g, global_512, folded, 'classifier/fc1'))
     return dense(g, hidden, folded, 'classifier/logits'), global_256
   pooled = encoder(g, folded, l_1x1xGxG, global_size)
   projected = g.op('Relu', dense(g, pooled, folded, folding.PROJECTION))
-  return (dense(g, pooled, folded, f'{folding.ENCODER}/fc'),
+  named = pooled if label is None else encoder(g, folded, *label)  # the same weights
+  return (dense(g, named, folded, f'{folding.ENCODER}/fc'),
           g.op('Concat', global_256, projected, axis=1))
 
 

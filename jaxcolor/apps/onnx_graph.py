@@ -3,7 +3,8 @@
 The graph computes what `export.colorize_function` computes, in NCHW and in
 planes: edge padding to a multiple of 8, the global input's antialiased
 bilinear resize (Resize with antialias and exclude_outside is jax.image.resize's
-'linear' with antialias=True), the network, the bilinear x2 upsampling of the
+'linear' with antialias=True; a frozen encoder's labels read a resize of their
+own, encoder.label_size), the network, the bilinear x2 upsampling of the
 chrominance, and CIE L*a*b* -> sRGB with the constants of `jaxcolor.color`;
 with hints, their planes beside L (zero-padded, resized alike for the global
 path); the pretrained encoder and the bins head's decode come from
@@ -67,10 +68,11 @@ def _stack(g, folded, x, block, spec):
   return x
 
 
-def _network(g, folded, local, global_input, l_global, global_size, temperature):
+def _network(g, folded, local, global_input, l_global, global_size, temperature, label=None):
   """1 x C x H x W and 1 x C x G x G (C = 1, or 4 with hint planes; `l_global` the
   latter's L alone, for the encoder) -> (ab 1 x 2 x H/2 x W/2 in [0, 1], logits
-  1 x classes); a bins head's output is decoded at `temperature`."""
+  1 x classes); a bins head's output is decoded at `temperature`. `label`: the
+  encoder's own view for the logits (onnx_encoder.scene)."""
   low = _stack(g, folded, local, 'low_level', model_lib.LOW_LEVEL)
   x = _stack(g, folded, _stack(g, folded, global_input, 'low_level', model_lib.LOW_LEVEL),
              'global', model_lib.GLOBAL_CONV)
@@ -80,7 +82,7 @@ def _network(g, folded, local, global_input, l_global, global_size, temperature)
       g, x, folded, 'global/fc1')), folded, 'global/fc2'))
   global_256 = g.op('Relu', onnx_encoder.dense(g, global_512, folded, 'global/fc3'))
   logits, global_vector = onnx_encoder.scene(g, folded, global_512, global_256, l_global,
-                                             global_size)
+                                             global_size, label)
   x = _stack(g, folded, low, 'mid_level', model_lib.MID_LEVEL)
   tiled = g.op('Reshape', g.op('MatMul', global_vector,
                                g.const(folded[folding.FUSION]['w_global'])),
@@ -123,18 +125,20 @@ def _lab_to_rgb(g, l_1xHxW, ab_2xHxW):
   return g.op('Clip', rgb, g.const(0.0), g.const(1.0))
 
 
-def _resize_to(g, x, channels, global_size):
-  """jax.image.resize 'linear' antialias=True of 1 x C x h x w to 1 x C x G x G."""
-  return g.op('Resize', x, '', '', g.const([1, channels, global_size, global_size], _INT),
+def _resize_to(g, x, channels, size):
+  """jax.image.resize 'linear' antialias=True of 1 x C x h x w to 1 x C x size x size."""
+  return g.op('Resize', x, '', '', g.const([1, channels, size, size], _INT),
               mode='linear', coordinate_transformation_mode='half_pixel', antialias=1,
               exclude_outside=1)
 
 
-def build(folded, global_size, num_classes, metadata):
+def build(folded, global_size, num_classes, metadata, label_size=None):
   """The onnx.ModelProto: (l [H, W], l_global [h, w], then hints [H, W, 3] for a model
   with hints, then temperature [] for a bins model) -> (rgb [H, W, 3], probabilities).
 
-  `metadata`: {key: string} stored as the model's metadata_props.
+  `metadata`: {key: string} stored as the model's metadata_props. `label_size`
+  (encoder.label_size): the probabilities are the encoder's on l_global resized to
+  label_size x label_size instead of G x G.
   """
   import onnx
   from onnx import helper
@@ -145,13 +149,16 @@ def build(folded, global_size, num_classes, metadata):
   pads = g.op('Concat', g.const([0] * 6, _INT), pad_HW, axis=0)  # only after H and W
   local = g.op('Pad', g.op('Unsqueeze', 'l', axes01), pads, mode='edge')
   l_global = _resize_to(g, g.op('Unsqueeze', 'l_global', axes01), 1, global_size)
+  label = None
+  if label_size:  # the encoder names the scene from a view of its own
+    label = _resize_to(g, g.op('Unsqueeze', 'l_global', axes01), 1, label_size), label_size
   global_input = l_global
   if folding.has_hints(folded):  # planes 1 x 3 x H x W: zero-padded, resized as L is
     planes = g.op('Unsqueeze', g.op('Transpose', 'hints', perm=[2, 0, 1]), g.const([0], _INT))
     local = g.op('Concat', local, g.op('Pad', planes, pads), axis=1)
     global_input = g.op('Concat', l_global, _resize_to(g, planes, 3, global_size), axis=1)
   ab_half, logits = _network(g, folded, local, global_input, l_global, global_size,
-                             'temperature')
+                             'temperature', label)
   g.op('Reshape', g.op('Softmax', logits, axis=-1), g.const([num_classes], _INT),
        output='probabilities')
   # On 2 x H x W: as 1 x 2 x H x W onnxruntime would resize in its blocked layout,
