@@ -56,8 +56,6 @@ BANDS = ((512, '<=512'), (1024, '513-1024'), (2048, '1025-2048'), (math.inf, '>2
 BYTES_PER_PIXEL = 150  # serve.py's estimate of a request's peak memory
 
 
-@dataclasses.dataclass
-
 def _with_descendants(pid):
   """pid and the ids of all its descendants (/proc/PID/task/*/children)."""
   found, queue = [], [pid]
@@ -81,6 +79,8 @@ def _rss_kb(pid):
   found = re.search(r'VmRSS:\s+(\d+) kB', status)
   return int(found.group(1)) if found else 0
 
+
+@dataclasses.dataclass
 class Request:
   index: int
   kind: str             # 'photo' or 'hostile'
