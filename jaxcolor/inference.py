@@ -5,8 +5,8 @@ the global path on a G x G rescale (of the image, or of a style image), and the
 H/2 chrominance is upsampled bilinearly and joined with the ORIGINAL
 full-resolution L. The jitted function retraces once per input resolution. A
 frozen pretrained encoder names the scene from a 224 x 224 rescale of the same
-image instead (encoder.label_size), in the same program; the colours are the
-G x G rescale's.
+image instead (encoder.label_size), in one small program of its own; the colours
+are the G x G rescale's.
 
 Images larger than the tile size run the local path tile by tile: every tile
 sees `model.LOCAL_REACH` pixels of context beyond its core on each side, which
@@ -16,6 +16,7 @@ memory stays that of one tile.
 import dataclasses
 import os
 import pathlib
+import threading
 
 import jax
 from jax import lax
@@ -230,7 +231,7 @@ class Predictor:
   (`programs`, at most `capacity`); the result is the image's own-size one up
   to float32 rounding. The scene is named from the global path's input, or, for
   a model whose labels have a view of their own (`label_size`, a frozen encoder),
-  from that view of it, in the same program."""
+  from that view of it, by one more program (the same for every bucket)."""
 
   def __init__(self, variables, model_config, class_names=None, tile=DEFAULT_TILE,
                kernels=None, capacity=buckets.DEFAULT_CAPACITY):
@@ -247,6 +248,7 @@ class Predictor:
     self.label_confidence = encoder.LABEL_CONFIDENCE if self.model.encoder else 0.0
     # The side of the labels' own view of the global input; None: they read the G x G one.
     self.label_size = encoder.label_size(model_config)
+    self._label, self._label_lock = None, threading.Lock()  # its program (_label_program)
     self.trace_count = 0  # how often a program was traced (tests read it)
     self.temperature = bins.TEMPERATURE  # a bins model's default (set_temperature)
     self.programs = buckets.Programs(self._compile, capacity)
@@ -285,17 +287,26 @@ class Predictor:
     or a value outside (0, MAX_TEMPERATURE]."""
     self.temperature = check_temperature(temperature, self.has_bins)
 
-  def _colorize_traced(self, variables, x_HbxWbxC, l_global_GxGxC, valid, temperature,
-                       l_label_SxSx1):
+  def _colorize_traced(self, variables, x_HbxWbxC, l_global_GxGxC, valid, temperature):
     self.trace_count += 1
     ab01, logits = chrominance_padded(self.model, variables, x_HbxWbxC, l_global_GxGxC, valid,
                                       self.tile, temperature)
-    if self.label_size:  # the scene from its own view; the colours are the G x G view's
-      if l_label_SxSx1 is None:  # the image is its own global input, unpadded
-        l_label_SxSx1 = resize_to_square(x_HbxWbxC[..., :1], self.label_size)
-      logits = self.model.apply(variables, l_label_SxSx1[None], method='scene_logits')[0]
     return (color.network_to_rgb(x_HbxWbxC[..., :1], ab01), color.denormalize_ab(ab01),
             jax.nn.softmax(logits))
+
+  def _label_program(self):
+    """The one compiled program that names the scene from the labels' S x S x 1 view
+    (label_size): its probabilities. Apart from the buckets' programs, so that they
+    stay as they are (each bucket's holding an encoder of its own cost 0.13 GB more
+    peak memory at 4096 x 4096)."""
+    with self._label_lock:
+      if self._label is None:
+        self.trace_count += 1
+        scene = lambda variables, l_SxSx1: jax.nn.softmax(
+            self.model.apply(variables, l_SxSx1[None], method='scene_logits')[0])
+        view = jax.ShapeDtypeStruct((self.label_size, self.label_size, 1), jnp.float32)
+        self._label = jax.jit(scene).lower(self.variables, view).compile()
+      return self._label
 
   def _distribution_traced(self, variables, x_HbxWbxC, l_global_GxGxC, valid, row, col):
     self.trace_count += 1
@@ -316,10 +327,9 @@ class Predictor:
     scalar = lambda dtype: jax.ShapeDtypeStruct((), dtype)
     image, valid = spec(height, width, channels), jax.ShapeDtypeStruct((2,), jnp.int32)
     global_input = None if shared else spec(size, size, channels)
-    label_input = None if shared or not self.label_size else spec(*(self.label_size,) * 2, 1)
     if kind == 'colorize':  # a new function each time: JAX's caches go with the program
       traced = jax.jit(lambda *args: self._colorize_traced(*args))
-      args = (image, global_input, valid, scalar(jnp.float32), label_input)
+      args = (image, global_input, valid, scalar(jnp.float32))
     else:
       traced = jax.jit(lambda *args: self._distribution_traced(*args))
       args = (image, global_input, valid, scalar(jnp.int32), scalar(jnp.int32))
@@ -335,6 +345,8 @@ class Predictor:
         break
       bucket = buckets.bucket(height), buckets.bucket(width)
       self.rescales.get(bucket)
+      if self.label_size:
+        self._label_program()
       if ('colorize', *bucket, False) not in self.programs:
         self.programs.get(('colorize', *bucket, False))
         compiled += 1
@@ -369,18 +381,19 @@ class Predictor:
     return self.rescales.get(padded.shape[:2])(padded, weights(self.global_size), label_weights)
 
   def _run(self, kind, l_HxW, hints, style_l, *args):
-    """The program of `kind` on the image, padded to its bucket: its outputs. The
-    colorize program also takes the labels' view of the global input (see label_size)."""
+    """The program of `kind` on the image, padded to its bucket: its outputs; with
+    the labels' view of the global input (see label_size) last, or None."""
     x, style = self._network_input(l_HxW, hints, style_l)
     if style is None and kind == 'colorize' and x.shape[:2] == (self.global_size,) * 2:
       program = self.programs.get((kind, *x.shape[:2], True))  # G x G: one trunk run
-      return program(self.variables, x, None, np.asarray(x.shape[:2], np.int32), *args, None)
+      label_input = self._rescale(x)[1] if self.label_size else None
+      return program(self.variables, x, None, np.asarray(x.shape[:2], np.int32),
+                     *args), label_input
     padded, valid = buckets.pad(x)
     global_input, label_input = (self._rescale(x, padded) if style is None
                                  else self._rescale(style))
     program = self.programs.get((kind, *padded.shape[:2], False))
-    label = (label_input,) if kind == 'colorize' else ()
-    return program(self.variables, padded, global_input, valid, *args, *label)
+    return program(self.variables, padded, global_input, valid, *args), label_input
 
   def distribution(self, l_HxW, row, col, style_l=None, hints=None):
     """A bins model's predicted distribution over the a*b* bins (bins.centres())
@@ -392,7 +405,7 @@ class Predictor:
     if not (0 <= row < height and 0 <= col < width):
       raise ValueError(f'pixel ({row}, {col}) is outside the {width}x{height} image')
     return np.asarray(self._run('distribution', l_HxW, hints, style_l, np.int32(row),
-                                np.int32(col)))
+                                np.int32(col))[0])
 
   def __call__(self, l_HxW, style_l=None, temperature=None, hints=None):
     """L in [0, 1] (H x W) -> Prediction; `style_l` lends its global features.
@@ -402,7 +415,10 @@ class Predictor:
     of them runs the same compiled program."""
     temperature = np.float32(self.temperature if temperature is None else
                              check_temperature(temperature, self.has_bins))
-    rgb, ab, probabilities = self._run('colorize', l_HxW, hints, style_l, temperature)
+    (rgb, ab, probabilities), label_view = self._run('colorize', l_HxW, hints, style_l,
+                                                     temperature)
+    if self.label_size:  # the scene from its own view; the colours are the G x G view's
+      probabilities = self._label_program()(self.variables, label_view)
     height, width = np.shape(l_HxW)
     crop = lambda x: np.ascontiguousarray(np.asarray(x)[:height, :width])
     return Prediction(crop(rgb), np.asarray(probabilities), crop(ab))

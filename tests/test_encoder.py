@@ -108,8 +108,8 @@ def test_a_frozen_encoder_names_the_scene_from_224_and_colours_from_the_global_s
   without = inference.Predictor(variables, config, encoder.class_names())
   without.label_size = None  # the view off: the labels read the global input too
   l = photo_l('chelsea', 90, 120)
-  # A photo padded to its bucket, one that is its own 128 x 128 global input (its
-  # view made inside the program), and a style image's scene (rescaled as the photo).
+  # A photo padded to its bucket, one that is its own 128 x 128 global input, and a
+  # style image's scene (rescaled as the photo).
   cases = {'bucket': (l, None), 'global size': (photo_l('chelsea', 128, 128), None),
            'style': (l, photo_l('rocket', 200, 150))}
   for name, (image, style_l) in cases.items():
@@ -124,4 +124,4 @@ def test_a_frozen_encoder_names_the_scene_from_224_and_colours_from_the_global_s
     # The colours are the global size's, bit for bit.
     np.testing.assert_array_equal(prediction.ab, plain.ab, err_msg=name)
     np.testing.assert_array_equal(prediction.rgb, plain.rgb, err_msg=name)
-  assert predictor.trace_count == 2  # one program per bucket, as without the view
+  assert predictor.trace_count == 3  # one program per bucket, and the labels' own
