@@ -192,10 +192,9 @@ class Server:
   def rss_mb(self):
     """The resident memory (VmRSS) of the server and the processes it started (the
     model's), or None without /proc."""
-    try:
-      return sum(_rss_kb(pid) for pid in _with_descendants(self.process.pid)) / 1024
-    except OSError:
+    if not pathlib.Path(f'/proc/{self.process.pid}/status').exists():
       return None
+    return sum(_rss_kb(pid) for pid in _with_descendants(self.process.pid)) / 1024
 
   def info(self):
     """The server's /api/info."""

@@ -32,7 +32,7 @@ from jaxcolor import inference
 DEFAULT_RECYCLE_AFTER = 100
 # What the child publishes in shared memory, for /api/info at any time.
 STATS = ('kept', 'capacity', 'compiles', 'evictions', 'warming_up', 'warmed_up')
-STATS_INTERVAL = 0.2  # seconds between the child's updates of STATS
+STATS_INTERVAL = 0.2  # seconds between the child's updates of STATS while it warms up
 STOP_SECONDS = 10     # a child told to stop is killed after this long
 log = logging.getLogger(__name__)
 
@@ -97,13 +97,14 @@ def _serve(connection, path, capacity, warm_up, stats):
     stats[:] = [len(programs), programs.capacity, programs.compiles, programs.evictions,
                 int(warming.under_way), warming.compiled]
 
-  def keep_publishing():
-    while True:
+  def publish_while_warming():  # afterwards only requests compile: each publishes
+    while warming.under_way:
       publish()
       time.sleep(STATS_INTERVAL)
+    publish()
 
   warming.start()
-  threading.Thread(target=keep_publishing, name='jaxcolor-stats', daemon=True).start()
+  threading.Thread(target=publish_while_warming, name='jaxcolor-stats', daemon=True).start()
   while True:
     try:
       message = receive(connection)
