@@ -137,3 +137,13 @@ def likeliest(probabilities_Q, k=3):
 def probabilities(logits_xQ):
   """The predicted distribution over the bins (T = 1)."""
   return jax.nn.softmax(logits_xQ.astype(jnp.float32), axis=-1)
+
+
+def to_chrominance(output, temperature):
+  """The network's colour output (B x H/2 x W/2 x 2 in [0, 1], or logits over a*b*
+  bins) as a*b* scaled to [0, 1]; bins are decoded by the annealed mean at
+  `temperature` (traced: no compile per value). Inference passes the temperature to
+  the network instead, which then decodes band by band (model.Colorization)."""
+  if output.shape[-1] == 2:
+    return output
+  return color.normalize_ab(decode(output, temperature))

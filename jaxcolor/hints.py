@@ -21,6 +21,7 @@ import json
 import math
 import re
 
+import jax.numpy as jnp
 import numpy as np
 
 from jaxcolor import color
@@ -189,3 +190,20 @@ def simulate(ab_HxWx2, rng, count=None, size=None, p=1 / 8, max_side=9):
     a, b = np.mean(ab_HxWx2[top:bottom, left:right], axis=(0, 1), dtype=np.float64)
     hints.append(dataclasses.replace(hint, ab=(float(a), float(b))))
   return hints
+
+
+def with_hint_inputs(variables):
+  """Variables of a model without hints -> those of the same model with hints,
+  the hint planes' input weights zero: with no hints it computes what it did."""
+  params = dict(variables['params'])
+  low = dict(params['low_level'])
+  first = dict(low['conv1'])
+  conv = dict(first['conv'])
+  kernel = conv['kernel']
+  if kernel.shape[2] != 1:
+    raise ValueError(f'the first convolution already has {kernel.shape[2]} input channels')
+  conv['kernel'] = jnp.concatenate(
+      [kernel, jnp.zeros(kernel.shape[:2] + (NUM_PLANES,) + kernel.shape[3:],
+                         kernel.dtype)], axis=2)
+  first['conv'], low['conv1'], params['low_level'] = conv, first, low
+  return {**variables, 'params': params}

@@ -8,10 +8,8 @@ frozen pretrained encoder names the scene from a 224 x 224 rescale of the same
 image instead (encoder.label_size), in one small program of its own; the colours
 are the G x G rescale's.
 
-Images larger than the tile size run the local path tile by tile: every tile
-sees `model.LOCAL_REACH` pixels of context beyond its core on each side, which
-is all its outputs depend on, so the result is the untiled one while peak
-memory stays that of one tile.
+Images larger than the tile size run the local path tile by tile (tiling.py):
+the result is the untiled one while peak memory stays that of one tile.
 """
 import dataclasses
 import os
@@ -19,7 +17,6 @@ import pathlib
 import threading
 
 import jax
-from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
@@ -31,6 +28,7 @@ from jaxcolor import encoder
 from jaxcolor import hints as hints_lib
 from jaxcolor import model as model_lib
 from jaxcolor import ops
+from jaxcolor import tiling
 
 
 def enable_compilation_cache(directory=None):
@@ -65,61 +63,6 @@ class Prediction:
 def resize_to_square(x_HxWxC, size):
   """Bilinear (antialiased when shrinking) rescale to size x size x C."""
   return jax.image.resize(x_HxWxC, (size, size, x_HxWxC.shape[-1]), 'linear', antialias=True)
-
-
-def tile_layout(length, tile, reach=model_lib.LOCAL_REACH, align=model_lib.STRIDE):
-  """Cuts [0, length) into equal cores of at most `tile` (multiples of `align`).
-
-  Returns (core, window, [(window_start, core_start)]): each window covers its
-  core plus `reach` on both sides, clipped to [0, length); the last core ends at
-  `length` and may overlap the one before (both compute the same values).
-  """
-  if length <= tile:
-    return length, length, [(0, 0)]
-  count = -(-length // tile)
-  core = -(-length // count)
-  core += -core % align
-  window = min(length, core + 2 * reach)
-  starts = []
-  for core_start in range(0, length, core):
-    core_start = min(core_start, length - core)
-    starts.append((min(max(core_start - reach, 0), length - window), core_start))
-  return core, window, starts
-
-
-def to_chrominance(output, temperature):
-  """The network's colour output (B x H/2 x W/2 x 2 in [0, 1], or logits over a*b*
-  bins) as a*b* scaled to [0, 1]; bins are decoded by the annealed mean at
-  `temperature` (traced: no compile per value). Inference passes the temperature to
-  the network instead, which then decodes band by band (model.Colorization)."""
-  if output.shape[-1] == 2:
-    return output
-  return color.normalize_ab(bins.decode(output, temperature))
-
-
-def _local_tiled(model, variables, local_HxWxC, global_256, tile, temperature, valid=None):
-  """The local path's H/2 x W/2 chrominance, one fixed-size tile at a time; with
-  `valid` (padded input: see model.Colorizer.local_path), each tile's share of it."""
-  height, width, channels = local_HxWxC.shape
-  core_h, window_h, rows = tile_layout(height, tile)
-  core_w, window_w, cols = tile_layout(width, tile)
-  table = jnp.asarray([(rw, rc, cw, cc) for rw, rc in rows for cw, cc in cols], jnp.int32)
-
-  def one_tile(i, ab_half):
-    row_window, row_core, col_window, col_core = table[i]
-    window = lax.dynamic_slice(local_HxWxC, (row_window, col_window, 0),
-                               (window_h, window_w, channels))
-    window_valid = None if valid is None else valid - jnp.stack([row_window, col_window])
-    output = model.apply(variables, window[None], global_256, valid=window_valid,
-                         temperature=temperature, method='local_path')
-    ab = to_chrominance(output, temperature)[0]
-    core = lax.dynamic_slice(ab, ((row_core - row_window) // 2, (col_core - col_window) // 2, 0),
-                             (core_h // 2, core_w // 2, 2))
-    return lax.dynamic_update_slice(ab_half, core.astype(ab_half.dtype),
-                                    (row_core // 2, col_core // 2, 0))
-
-  ab_half = jnp.zeros((height // 2, width // 2, 2), jnp.float32)
-  return lax.fori_loop(0, len(table), one_tile, ab_half)
 
 
 def without_hints(model, l_xHxWx1):
@@ -170,12 +113,12 @@ def chrominance_l(model, variables, l_HxWx1, l_global_GxGx1=None, tile=None,
     output, logits = model.apply(
         variables, local[None],
         None if l_global_GxGx1 is None else l_global_GxGx1[None], temperature=temperature)
-    ab_half = to_chrominance(output, temperature)[0]
+    ab_half = bins.to_chrominance(output, temperature)[0]
   else:
     l_global = local if l_global_GxGx1 is None else l_global_GxGx1
     scene, fusion = model.apply(variables, l_global[None], method='global_features')
     logits = model.apply(variables, scene, method='classify')
-    ab_half = _local_tiled(model, variables, local, fusion, tile, temperature)
+    ab_half = tiling.local_path(model, variables, local, fusion, tile, temperature)
   return full_chrominance(ab_half, *l_HxWx1.shape[:2]), logits[0]
 
 
@@ -188,16 +131,16 @@ def chrominance_padded(model, variables, x_HbxWbxC, l_global_GxGxC, valid, tile=
   local = x_HbxWbxC
   if l_global_GxGxC is None:
     output, logits = model.apply(variables, local[None], temperature=temperature)
-    ab_half = to_chrominance(output, temperature)[0]
+    ab_half = bins.to_chrominance(output, temperature)[0]
   else:
     scene, fusion = model.apply(variables, l_global_GxGxC[None], method='global_features')
     logits = model.apply(variables, scene, method='classify')
     if tile is None or max(local.shape[:2]) <= tile:
       output = model.apply(variables, local[None], fusion, valid=valid, temperature=temperature,
                            method='local_path')
-      ab_half = to_chrominance(output, temperature)[0]
+      ab_half = bins.to_chrominance(output, temperature)[0]
     else:
-      ab_half = _local_tiled(model, variables, local, fusion, tile, temperature, valid)
+      ab_half = tiling.local_path(model, variables, local, fusion, tile, temperature, valid)
   # Beyond the image, repeat its last half-resolution row and column: the bilinear
   # upsampling then gives its edge what it gives it at the image's own size.
   half_h, half_w, _ = ab_half.shape

@@ -346,23 +346,6 @@ def from_config(model_config, **overrides):
                    hints=model_config.get('hints', False), **overrides)
 
 
-def with_hint_inputs(variables):
-  """Variables of a model without hints -> those of the same model with hints,
-  the hint planes' input weights zero: with no hints it computes what it did."""
-  params = dict(variables['params'])
-  low = dict(params['low_level'])
-  first = dict(low['conv1'])
-  conv = dict(first['conv'])
-  kernel = conv['kernel']
-  if kernel.shape[2] != 1:
-    raise ValueError(f'the first convolution already has {kernel.shape[2]} input channels')
-  conv['kernel'] = jnp.concatenate(
-      [kernel, jnp.zeros(kernel.shape[:2] + (hints_lib.NUM_PLANES,) + kernel.shape[3:],
-                         kernel.dtype)], axis=2)
-  first['conv'], low['conv1'], params['low_level'] = conv, first, low
-  return {**variables, 'params': params}
-
-
 def flops(height, width, global_size=224, multiplier=1.0, num_classes=205):
   """Analytic forward FLOPs (2 x multiply-accumulates of convs and FCs) at H x W.
 

@@ -28,6 +28,7 @@ from skimage import data as skdata  # noqa: E402
 from configs import tiny  # noqa: E402
 from jaxcolor import checkpoint  # noqa: E402
 from jaxcolor import color  # noqa: E402
+from jaxcolor import hints as hints_lib  # noqa: E402
 from jaxcolor import model as model_lib  # noqa: E402
 
 PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket')
@@ -124,7 +125,7 @@ def tiny_model_config(tiny_config, **options):
 @pytest.fixture(scope='session')
 def hint_variables(tiny_variables):
   """The tiny model given hint inputs, their weights then made non-zero (as training would)."""
-  variables = model_lib.with_hint_inputs(tiny_variables)
+  variables = hints_lib.with_hint_inputs(tiny_variables)
   conv = variables['params']['low_level']['conv1']['conv']
   noise = jax.random.normal(jax.random.key(3), conv['kernel'].shape[:2] + (3,) +
                             conv['kernel'].shape[3:])

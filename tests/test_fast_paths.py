@@ -18,6 +18,7 @@ from jaxcolor import images
 from jaxcolor import inference
 from jaxcolor import model as model_lib
 from jaxcolor import ops
+from jaxcolor import tiling
 from jaxcolor.training import train_step
 from test_inference import photo_l
 
@@ -77,7 +78,7 @@ def test_fused_adadelta_matches_optax():
                                          (8192, 2048), (64, 64)])
 def test_tile_layout_covers_the_image_with_context(length, tile):
   reach = model_lib.LOCAL_REACH
-  core, window, starts = inference.tile_layout(length, tile)
+  core, window, starts = tiling.layout(length, tile)
   assert core <= tile and core % 8 == 0 and window % 8 == 0 or length <= tile
   covered = np.zeros(length, bool)
   for window_start, core_start in starts:
@@ -145,7 +146,7 @@ def test_tiled_inference_equals_untiled_up_to_float32_rounding(tiny_config, tiny
   style = photo_l('coffee', 100, 120)
   whole = inference.Predictor(tiny_variables, tiny_config.model, tile=None)
   tiled = inference.Predictor(tiny_variables, tiny_config.model, tile=64)
-  assert len(inference.tile_layout(height + -height % 8, 64)[2]) > 1  # really tiled
+  assert len(tiling.layout(height + -height % 8, 64)[2]) > 1  # really tiled
   for style_l in (None, style):
     a, b = whole(l, style_l), tiled(l, style_l)
     rgb_64, probabilities_64 = float64_reference(tiny_config.model, tiny_variables, l, style_l)

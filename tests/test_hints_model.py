@@ -34,7 +34,7 @@ def hint_predictor(tiny_config, hint_variables):
 
 def test_new_hint_weights_are_zero_so_without_hints_nothing_changes(tiny_config, tiny_variables):
   automatic = inference.Predictor(tiny_variables, tiny_config.model)
-  steerable = inference.Predictor(model_lib.with_hint_inputs(tiny_variables),
+  steerable = inference.Predictor(hints.with_hint_inputs(tiny_variables),
                                   hints_config(tiny_config))
   l = photo_l('coffee', 72, 100)
   # Equal up to float32 rounding: a 4-channel first convolution sums in another order.
@@ -42,7 +42,7 @@ def test_new_hint_weights_are_zero_so_without_hints_nothing_changes(tiny_config,
   np.testing.assert_allclose(steerable(l).probabilities, automatic(l).probabilities, atol=1e-5)
   assert steerable.has_hints and not automatic.has_hints
   with pytest.raises(ValueError, match='already has 4 input channels'):
-    model_lib.with_hint_inputs(steerable.variables)
+    hints.with_hint_inputs(steerable.variables)
 
 
 def test_a_hint_recolours_beyond_the_local_path_s_reach(hint_predictor):
@@ -217,13 +217,13 @@ def test_films_and_exports_with_a_model_that_takes_hints(tiny_config, tiny_varia
   frames = video_clips.make_clip('pan', [photo('astronaut'), photo('coffee')], 48, 64, 6).grey
   outputs = []
   for variables, config in ((tiny_variables, tiny_config.model),
-                            (model_lib.with_hint_inputs(tiny_variables), hints_config(tiny_config))):
+                            (hints.with_hint_inputs(tiny_variables), hints_config(tiny_config))):
     colorizer = video.VideoColorizer(inference.Predictor(variables, config))
     outputs.append(np.stack([rgb for rgb, _ in colorizer.colorize(frames, 0.5)]))
   assert np.abs(outputs[0].astype(int) - outputs[1]).max() <= 1
   # Exported, with empty hint planes it colours as the model it came from.
   l = photo_l('astronaut', 48, 64)
-  paths = export.export((model_lib.with_hint_inputs(tiny_variables), hints_config(tiny_config),
+  paths = export.export((hints.with_hint_inputs(tiny_variables), hints_config(tiny_config),
                          None), 'stablehlo', tmp_path / 'x.mlir')
   rgb, _ = export.load_stablehlo(paths[0])(l, l, hints=np.zeros(l.shape + (3,), np.float32))
   reference = inference.Predictor(tiny_variables, tiny_config.model)(l).rgb

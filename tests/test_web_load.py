@@ -265,23 +265,13 @@ def test_the_model_process_is_replaced_after_dropping_programs(tiny_checkpoint,
   assert 'Traceback' not in s.stderr.read_text(), s.stderr.read_text()
 
 
-def _ended(pid):
-  """Whether process `pid` has ended (gone, or a zombie its parent has not reaped)."""
-  try:
-    with open(f'/proc/{pid}/stat') as stat:
-      return stat.read().rsplit(')', 1)[1].split()[0] == 'Z'
-  except FileNotFoundError:
-    return True
-
-
 def test_a_model_process_that_dies_is_replaced(tiny_checkpoint, tmp_path_factory):
   """Killed while it works on a photo: that request gets a 500 that says so, the
   next a new process. Killed while idle: the next request never notices."""
   folder = tmp_path_factory.mktemp('killed')
   with web_server.serve(folder, '--checkpoint', tiny_checkpoint) as s:
     first = info(s)['model_process']['pid']
-    os.kill(first, signal.SIGKILL)
-    wait_until(lambda: _ended(first), 'the killed process has ended')  # idle, then asked
+    os.kill(first, signal.SIGKILL)  # idle, and asked at once: maybe still dying
     status, _, body = s.post('/api/colorize', {'image': ('grey.png', GREY)})
     assert status == 200, body[:300]
     second = info(s)['model_process']

@@ -194,7 +194,7 @@ class FoldedColorizer:
     """L in [0, 1] (H, W multiples of 8; with hints, the planes after it) ->
     (ab B x H/2 x W/2 x 2 in [0, 1], or bins logits B x H/2 x W/2 x Q; scene logits).
     `temperature` is ignored: the logits stay whole, for the caller to decode
-    (inference.to_chrominance), in a program that every export format can hold."""
+    (bins.to_chrominance), in a program that every export format can hold."""
     del train, temperature  # inference only: BatchNorm is folded in
     low = _stack(folded, l_BxHxWx1, 'low_level', model_lib.LOW_LEVEL)
     l_global = l_BxHxWx1 if l_global_BxGxGx1 is None else l_global_BxGxGx1

@@ -25,6 +25,7 @@ from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcolor import bins
 from jaxcolor import color
 from jaxcolor import inference
 
@@ -138,7 +139,7 @@ class VideoColorizer:
     `batch_size`: frames per step, None picks one per resolution."""
     self.model, self.variables = predictor.model, predictor.variables
     self.global_size = predictor.global_size
-    self.temperature = predictor.temperature  # a bins model's (inference.to_chrominance)
+    self.temperature = predictor.temperature  # a bins model's (bins.to_chrominance)
     self.batch_size = batch_size
     self.trace_count = 0  # how often the step was traced (tests read it)
     self._step = jax.jit(self._step_traced)
@@ -169,7 +170,7 @@ class VideoColorizer:
     shared, global_last, count = smooth_over_shots(global_256.astype(jnp.float32), cuts, state,
                                                    stability)
     local = jax.vmap(inference.pad_to_stride)(l_BxHxWx1)
-    ab_half = inference.to_chrominance(
+    ab_half = bins.to_chrominance(
         self.model.apply(variables, inference.without_hints(self.model, local), shared,
                          temperature=self.temperature, method='local_path'), self.temperature)
     ab_half, ab_last, l_last = filter_still(ab_half.astype(jnp.float32),

@@ -17,7 +17,6 @@ import optax
 from jaxcolor import bins as bins_lib
 from jaxcolor import color
 from jaxcolor import encoder as encoder_lib
-from jaxcolor import inference
 from jaxcolor import model as model_lib
 from jaxcolor import ops
 from jaxcolor.training import rarity
@@ -124,7 +123,7 @@ def _loss_sums(output, logits, batch, weight_B, ab_weights=None):
   rarity of its true colour.
   """
   target = half_resolution(batch['ab'])
-  ab_half = inference.to_chrominance(output, temperature=1.0)
+  ab_half = bins_lib.to_chrominance(output, temperature=1.0)
   squared_BxHxWx2 = (ab_half - target) ** 2
   if ab_weights is not None:
     squared_BxHxWx2 *= rarity.pixel_weights(target, ab_weights)[..., None]
@@ -198,7 +197,7 @@ def eval_step(state, batch, *, alpha, global_size):
   weight_B = batch['weight']
   sums = _loss_sums(output, logits, batch, weight_B)
   b, h, w, _ = batch['ab'].shape
-  ab = jax.image.resize(inference.to_chrominance(output, bins_lib.TEMPERATURE), (b, h, w, 2),
+  ab = jax.image.resize(bins_lib.to_chrominance(output, bins_lib.TEMPERATURE), (b, h, w, 2),
                         'linear')  # as inference does
   predicted = color.network_to_rgb(batch['l'], ab)
   truth = color.network_to_rgb(batch['l'], batch['ab'])

@@ -25,7 +25,7 @@ import orbax.checkpoint as ocp
 
 from jaxcolor import checkpoint
 from jaxcolor import encoder as encoder_lib
-from jaxcolor import model as model_lib
+from jaxcolor import hints as hints_lib
 from jaxcolor import progress
 from jaxcolor.training import config_checks
 from jaxcolor.training import input_pipeline
@@ -132,10 +132,10 @@ def evaluate(p_eval_step, state, part, config, abort=lambda: False):
 
 def _initialise_from(path, state, model_config):
   """`state` with the weights and BatchNorm statistics of the checkpoint at `path`;
-  a model with hints may start from one without (model.with_hint_inputs)."""
+  a model with hints may start from one without (hints.with_hint_inputs)."""
   variables, saved_config, _ = checkpoint.load(path)
   if model_config.get('hints') and not saved_config.get('hints'):
-    variables = model_lib.with_hint_inputs(variables)
+    variables = hints_lib.with_hint_inputs(variables)
   fresh = {'params': state.params, 'batch_stats': state.batch_stats}
   try:
     checkpoint.check_fits(fresh, variables)

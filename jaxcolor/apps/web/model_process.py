@@ -8,7 +8,9 @@ every new photo size it meets. So the model runs in a child process, and the
 server replaces it once it has dropped `recycle_after` programs for new sizes:
 the new one loads the checkpoint, answers at once and warms up again, from XLA's
 disk cache. A child that dies mid-photo (killed for memory, a crash in native
-code) fails that request with a 500 and is replaced for the next.
+code) fails that request with a 500 and is replaced for the next. One that died
+before it took a request (it says STARTED when it has one) costs nothing: the
+request goes to its replacement.
 
 `ModelProcess` answers what the app asks of an `inference.Predictor`. Arrays
 travel between the processes as raw bytes (pickle protocol 5's out-of-band
@@ -34,6 +36,7 @@ DEFAULT_RECYCLE_AFTER = 100
 STATS = ('kept', 'capacity', 'compiles', 'evictions', 'warming_up', 'warmed_up')
 STATS_INTERVAL = 0.2  # seconds between the child's updates of STATS while it warms up
 STOP_SECONDS = 10     # a child told to stop is killed after this long
+STARTED = b's'        # the child's word that it has a request: a death after it is that request's
 log = logging.getLogger(__name__)
 
 
@@ -112,6 +115,7 @@ def _serve(connection, path, capacity, warm_up, stats):
       return
     if message is None:
       return
+    connection.send_bytes(STARTED)  # from here a death is this request's
     method, args, kwargs = message
     try:
       reply = ('ok', getattr(predictor, method)(*args, **kwargs))
@@ -226,7 +230,7 @@ class ModelProcess:
     return rest[0]
 
   def _stop(self):
-    """Stops the current process (asks, then kills), keeping its counts."""
+    """Stops the current process (asks, then kills), keeping its counts: its exit code."""
     process, connection = self._process, self._connection
     if process is None:
       return
@@ -243,6 +247,7 @@ class ModelProcess:
       process.kill()
       process.join()
     connection.close()
+    return process.exitcode
 
   def _replace(self):
     with self._lock:
@@ -254,18 +259,26 @@ class ModelProcess:
 
   def _call(self, method, *args, **kwargs):
     with self._lock:
-      if self._process is not None and not self._process.is_alive():  # died while idle
-        self._stop()
-      if self._process is None:  # the last one died
-        self._start()
-        self.restarts += 1
+      for attempt in range(2):
+        if self._process is not None and not self._process.is_alive():  # died while idle
+          self._stop()
+        if self._process is None:  # the last one died
+          self._start()
+          self.restarts += 1
+        try:
+          send(self._connection, (method, args, kwargs))
+          self._connection.recv_bytes()  # STARTED
+          break
+        except (EOFError, OSError):  # it was dying before it saw this request: a new one
+          code = self._stop()
+          if attempt:
+            raise ModelDied(f'the model\'s process ended (exit code {code}) while it read '
+                            'this image (out of memory?); the next request starts a new '
+                            'one') from None
       try:
-        send(self._connection, (method, args, kwargs))
         kind, *rest = receive(self._connection)
       except (EOFError, OSError):
-        self._process.join(STOP_SECONDS)
-        code = self._process.exitcode
-        self._stop()
+        code = self._stop()
         raise ModelDied(f'the model\'s process ended (exit code {code}) while it worked on '
                         'this image (out of memory?); the next request starts a new one') from None
     if self.stat('evictions') >= self.recycle_after:  # replaced before the next request
