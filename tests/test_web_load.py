@@ -249,13 +249,14 @@ def test_the_model_process_is_replaced_after_dropping_programs(tiny_checkpoint,
   with web_server.serve(folder, '--checkpoint', tiny_checkpoint, '--max-programs', 1,
                         '--recycle-after', 2) as s:
     first = info(s)['model_process']
-    assert first == {'pid': first['pid'], 'restarts': 0, 'recycle_after': 2}
+    assert first == {'pid': first['pid'], 'restarts': 0, 'recycle_after': 2, 'requests_taken': 0}
     answers = {}
     for name, data in photos.items():
       status, _, answers[name] = s.post('/api/colorize', {'image': (name, data)})
       assert status == 200, answers[name][:300]
     now = info(s)
     assert now['model_process']['restarts'] == 1 and now['model_process']['pid'] != first['pid']
+    assert now['model_process']['requests_taken'] == 4
     # Counted over both processes: 3 compiles and 2 drops, then the fourth size's compile.
     assert (now['programs']['compiled'], now['programs']['evicted']) == (4, 2), now
     for name in ['500x90.png', '60x40.png']:  # kept by the new process; compiled again
@@ -277,10 +278,11 @@ def test_a_model_process_that_dies_is_replaced(tiny_checkpoint, tmp_path_factory
     second = info(s)['model_process']
     assert second['restarts'] == 1 and second['pid'] != first
 
-    runs = info(s)['model_runs']
+    taken = second['requests_taken']
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
       large = pool.submit(s.error, '/api/colorize', {'image': ('large.png', LARGE)})
-      wait_until(lambda: info(s)['model_runs'] == runs + 1, 'the large photo runs')
+      wait_until(lambda: info(s)['model_process']['requests_taken'] == taken + 1,
+                 'the model process has the large photo')
       os.kill(second['pid'], signal.SIGKILL)
       status, message = large.result(timeout=300)
     assert status == 500 and message.startswith("large.png: the model's process ended"), message

@@ -185,7 +185,8 @@ def create_app(predictor, max_upload_bytes=uploads.DEFAULT_MAX_UPLOAD_MB * 2**20
                                       'warmed_up': warming.compiled},
                          'model_process': None if in_process else {
                              'pid': predictor.pid, 'restarts': predictor.restarts,
-                             'recycle_after': predictor.recycle_after}})
+                             'recycle_after': predictor.recycle_after,
+                             'requests_taken': predictor.taken}})
 
   async def colorize(request):
     image, style, fields = await uploads.read_form(request)

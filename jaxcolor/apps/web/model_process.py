@@ -189,6 +189,7 @@ class ModelProcess:
     self.path, self.capacity = path, capacity
     self.warm_up_sizes, self.recycle_after = list(warm_up), recycle_after
     self.restarts = 0  # processes replaced, or started again after one died
+    self.taken = 0     # requests a model process has said STARTED to
     self.before = {'compiles': 0, 'evictions': 0}  # counted by the processes replaced
     self._context = multiprocessing.get_context('spawn')  # JAX's threads do not survive fork
     self._stats = self._context.RawArray('q', len(STATS))
@@ -268,6 +269,7 @@ class ModelProcess:
         try:
           send(self._connection, (method, args, kwargs))
           self._connection.recv_bytes()  # STARTED
+          self.taken += 1
           break
         except (EOFError, OSError):  # it was dying before it saw this request: a new one
           code = self._stop()
