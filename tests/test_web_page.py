@@ -166,10 +166,12 @@ HINTS_OF = 'return state.photos[0].hints.hints'  # the page's hint list, as it s
 
 
 def shown_when_settled(browser, card, timeout=120):
-  """Waits until the card shows the answer to its latest request."""
+  """Waits until the card shows the answer to its latest request, drawn on its canvases."""
   WebDriverWait(browser, timeout, poll_frequency=0.05).until(
       lambda b: card.get_attribute('data-shown') == card.get_attribute('data-requested')
-      and card.get_attribute('data-state') == 'done')
+      and card.get_attribute('data-state') == 'done'
+      and card.get_attribute('data-drawn') == card.get_attribute('data-shown'))
+  assert float(card.get_attribute('data-drawn-at')) > 0  # performance.now() of the drawing
 
 
 def test_hints_are_placed_moved_undone_saved_and_downloaded(browser, steerable_server,

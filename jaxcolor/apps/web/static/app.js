@@ -268,6 +268,10 @@ class Photo {
       this.$('.after').getContext('2d').putImageData(this.colour, 0, 0);
       this.hints.draw(this.colour);
       this.card.dataset.strength = value;
+      // Which answer (its generation) the canvases now show, and when (performance.now()):
+      // benchmarks/hints_redraw.py times a hint change to its redrawn result by them.
+      this.card.dataset.drawn = this.card.dataset.shown;
+      this.card.dataset.drawnAt = performance.now().toFixed(1);
     });
   }
 
