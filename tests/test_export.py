@@ -199,9 +199,12 @@ def test_stablehlo_program_has_plain_convolutions_and_no_batch_norm(exported):
   loaded = jax.export.deserialize(bytearray(exported('bundled', 'stablehlo').read_bytes()))
   program = loaded.mlir_module()
   convolutions = program.count('stablehlo.convolution')
-  # 6 + 6 low-level (both paths), 2 mid, 4 global, fusion, 4 + 1 colorization, in
-  # each platform's branch: none replaced by Winograd's matrix products.
-  assert convolutions == 24 * len(loaded.platforms), convolutions
+  # 6 + 6 low-level (both paths), 2 mid, 4 global, fusion, 4 + 1 colorization (the last
+  # one the bins head's), none replaced by Winograd's matrix products; and the frozen
+  # encoder, run on the global view and on the 224 label view: its stem and 16 depthwise
+  # convolutions each time (its 1x1 convolutions are matrix products). In each
+  # platform's branch.
+  assert convolutions == (24 + 2 * (1 + 16)) * len(loaded.platforms), convolutions
   assert 'rsqrt' not in program  # no BatchNorm normalisation left
 
 
