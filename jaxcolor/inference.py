@@ -252,11 +252,14 @@ class Predictor:
       return self._label
 
   def _distribution_traced(self, variables, x_HbxWbxC, l_global_GxGxC, valid, row, col):
+    """Pixel (row, col)'s distribution, from the local path on its window alone
+    (tiling.window): a click on a large photo costs a 136 x 136 tile, not the photo."""
     self.trace_count += 1
     _, fusion = self.model.apply(variables, l_global_GxGxC[None], method='global_features')
-    output = self.model.apply(variables, x_HbxWbxC[None], fusion, valid=valid,
+    window, start = tiling.window(x_HbxWbxC, row, col)
+    output = self.model.apply(variables, window[None], fusion, valid=valid - start,
                               method='local_path')
-    return bins.probabilities(output[0, row // 2, col // 2])
+    return bins.probabilities(output[0, (row - start[0]) // 2, (col - start[1]) // 2])
 
   def _compile(self, key):
     return self.lower(key).compile()

@@ -1,8 +1,10 @@
-"""The local path tile by tile, for images larger than a tile.
+"""The local path tile by tile, for images larger than a tile, and one pixel's
+window of it.
 
 Every tile sees `model.LOCAL_REACH` pixels of context beyond its core on each
 side, which is all its outputs depend on, so the result is the untiled one while
-peak memory stays that of one tile.
+peak memory stays that of one tile. By the same token one pixel's output needs
+only the window of that reach around it (`window`).
 """
 from jax import lax
 import jax.numpy as jnp
@@ -54,3 +56,15 @@ def local_path(model, variables, local_HxWxC, global_256, tile, temperature, val
 
   ab_half = jnp.zeros((height // 2, width // 2, 2), jnp.float32)
   return lax.fori_loop(0, len(table), one_tile, ab_half)
+
+
+def window(x_HxWxC, row, col, reach=model_lib.LOCAL_REACH, align=model_lib.STRIDE):
+  """The part of `x` (H and W multiples of `align`) that the local path's output at
+  pixel (row, col) depends on: at most (2 reach + align)^2, starting on the stride
+  grid and clipped to the image, so its output there is the whole image's. `row` and
+  `col` may be traced. Returns (window, its top-left corner: int32 [2])."""
+  height, width, channels = x_HxWxC.shape
+  sizes = [min(length, 2 * reach + align) for length in (height, width)]
+  starts = [jnp.clip(point // align * align - reach, 0, length - size)
+            for point, length, size in zip((row, col), (height, width), sizes)]
+  return lax.dynamic_slice(x_HxWxC, (*starts, 0), (*sizes, channels)), jnp.stack(starts)

@@ -6,10 +6,12 @@ from PIL import Image
 import pytest
 
 from jaxcolor import bins
+from jaxcolor import buckets
 from jaxcolor import color
 from jaxcolor.commands import infer
 from jaxcolor import inference
 from jaxcolor import model as model_lib
+from jaxcolor import tiling
 from test_inference import photo_l
 
 
@@ -171,3 +173,21 @@ def test_one_pixel_s_distribution_is_what_the_colours_decode(bins_predictor):
   assert len(best) == 3 and best[0][2] >= best[1][2] >= best[2][2]
   with pytest.raises(ValueError, match='outside'):
     bins_predictor.distribution(l, 40, 0)
+
+
+def test_one_pixel_s_distribution_needs_only_its_window(bins_predictor):
+  """distribution() runs the local path on the pixel's window (tiling.window): the
+  same probabilities as the whole image's local path, at corners, edges and inside."""
+  l = photo_l('astronaut', 300, 260)
+  padded, valid = buckets.pad(l[..., None])
+  predictor = bins_predictor
+  global_input = predictor._rescale(l[..., None], padded)[0]
+  _, fusion = predictor.model.apply(predictor.variables, global_input[None],
+                                    method='global_features')
+  whole = predictor.model.apply(predictor.variables, padded[None], fusion, valid=valid,
+                                method='local_path')[0]
+  for row, col in [(0, 0), (299, 259), (150, 7), (75, 200), (203, 131)]:
+    window, _ = tiling.window(padded, row, col)
+    assert window.shape[:2] == (136, 136)  # not the photo
+    np.testing.assert_allclose(predictor.distribution(l, row, col),
+                               bins.probabilities(whole[row // 2, col // 2]), atol=2e-6)

@@ -28,6 +28,7 @@ from starlette import exceptions
 
 from conftest import photo
 from jaxcolor.apps.web import app
+from jaxcolor.apps.web import uploads
 from jaxcolor.apps.web import worker
 from jaxcolor import color
 from jaxcolor.commands import infer
@@ -484,3 +485,26 @@ def test_suggestions_are_the_likeliest_colours_at_a_pixel(steerable_server, serv
   status, error = steerable_server.error('/api/colorize', {**data, 'style': data['image']},
                                          {'hints': json.dumps(HINTS)})
   assert status == 400 and 'cannot be combined' in error
+
+
+def test_the_last_photo_is_decoded_once_for_all_its_hint_changes(monkeypatch):
+  """The page sends the same photo with every hint change: the worker decodes it once,
+  keeps only the last photo, and not one over LAST_PHOTO_PIXELS."""
+  def upload(name, array):
+    data = io.BytesIO()
+    Image.fromarray(array).save(data, 'PNG')
+    return uploads.Upload(name, data.getvalue())
+
+  colorizer = worker.Colorizer(predictor=None, max_pixels=images.MAX_PIXELS)
+  grey = np.tile(np.arange(40, dtype=np.uint8) * 6, (30, 1))
+  first = colorizer.load(upload('a.png', grey), None)[0]
+  assert first.l.shape == (30, 40)
+  assert colorizer.load(upload('a.png', grey), None)[0] is first  # not decoded again
+  assert colorizer.load(upload('b.png', grey), None)[0] is not first  # its name is in messages
+  other = colorizer.load(upload('a.png', grey[::-1]), None)[0]
+  np.testing.assert_array_equal(other.l, first.l[::-1])
+  again = colorizer.load(upload('a.png', grey), None)[0]
+  assert again is not first and np.array_equal(again.l, first.l)  # only the last is kept
+  monkeypatch.setattr(worker, 'LAST_PHOTO_PIXELS', 30 * 40 - 1)
+  large = upload('c.png', grey)
+  assert colorizer.load(large, None)[0] is not colorizer.load(large, None)[0]

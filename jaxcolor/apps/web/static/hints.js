@@ -8,7 +8,8 @@
 // Uses app.js's colour functions (RGB_FROM_XYZ, D65_WHITE, fromF, srgbByte, post).
 'use strict';
 
-const HINT_PAUSE_MS = 400;  // a change waits this long for the next one before the model runs
+const HINT_PAUSE_MS = 200;  // a change waits this long for the next one before the model runs
+                            // (a drag sends one request when it rests, not one per move)
 const RECENT_COLOURS = 8;
 const MIN_HINT_PX = 7;      // a hint's square on screen is at least this wide, to be grabbed
 
