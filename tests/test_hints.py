@@ -1,6 +1,7 @@
 """The hint file (version 1): parsing, its errors, patches, planes and simulated hints."""
 import json
 
+from hypothesis import given, settings, strategies as st
 import numpy as np
 import pytest
 
@@ -108,3 +109,50 @@ def test_simulated_hints_are_seeded_nested_and_coloured_from_the_truth():
   assert abs(np.mean(np.asarray(counts) == 0) - 1 / 8) < 0.02  # about one in eight has none
   assert abs(np.mean(counts) - 7) < 0.5  # geometric: (1 - p) / p
   assert {h.size for h in hints.simulate(ab, rng, count=20, size=4)} == {4}
+
+
+# Property tests of the parser: any valid file reads back to the hints it holds, and
+# anything at all is either read or refused with one HintError line naming the file.
+HEIGHT, WIDTH = 48, 64
+_VALID_HINT = st.builds(
+    lambda x, y, size, colour: {'x': x, 'y': y, **size, **colour},
+    st.integers(0, WIDTH - 1), st.integers(0, HEIGHT - 1),
+    st.one_of(st.just({}), st.integers(1, hints.MAX_SIZE).map(lambda n: {'size': n})),
+    st.one_of(
+        st.integers(0, 0xFFFFFF).map(lambda v: {'color': f'#{v:06x}'}),
+        st.lists(st.floats(-hints.MAX_AB, hints.MAX_AB, allow_nan=False), min_size=2,
+                 max_size=2).map(lambda ab: {'ab': ab})))
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-300, 300) | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+        st.sampled_from(['version', 'hints', 'x', 'y', 'size', 'color', 'ab', 'other']), inner,
+        max_size=6),
+    max_leaves=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_VALID_HINT, max_size=20))
+def test_any_valid_file_reads_back_to_its_hints(entries):
+  parsed = hints.parse({'version': 1, 'hints': entries}, HEIGHT, WIDTH)
+  assert len(parsed) == len(entries)
+  for hint, entry in zip(parsed, entries):
+    assert (hint.x, hint.y) == (entry['x'], entry['y'])
+    assert hint.size == entry.get('size', hints.default_size(HEIGHT, WIDTH))
+    if 'ab' in entry:
+      assert list(hint.ab) == entry['ab']
+    top, bottom, left, right = hint.patch(HEIGHT, WIDTH)  # inside the image, around the point
+    assert 0 <= top <= hint.y < bottom <= HEIGHT and 0 <= left <= hint.x < right <= WIDTH
+  assert hints.parse(hints.to_document(parsed), HEIGHT, WIDTH) == parsed  # saved, read again
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_JSON, st.fixed_dictionaries({'version': st.just(1),
+                                               'hints': st.lists(_JSON, max_size=4)})))
+def test_anything_else_is_read_or_refused_in_one_line(document):
+  try:
+    parsed = hints.parse(document, HEIGHT, WIDTH, name='a.json')
+  except hints.HintError as e:
+    assert str(e).startswith('a.json: ') and '\n' not in str(e)
+  else:
+    assert all(isinstance(hint, hints.Hint) for hint in parsed)
