@@ -85,7 +85,7 @@ def parse(document, height, width, name='hints'):
   unknown = set(document) - {'version', 'hints'}
   if unknown:
     raise HintError(f'{name}: unknown key {sorted(unknown)[0]!r} (expected "version", "hints")')
-  if document.get('version') != VERSION:
+  if not _integer(document.get('version')) or document['version'] != VERSION:
     raise HintError(f'{name}: unknown version {document.get("version")!r} '
                     f'(this jaxcolor reads version {VERSION})')
   entries = document.get('hints')

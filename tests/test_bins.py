@@ -175,19 +175,30 @@ def test_one_pixel_s_distribution_is_what_the_colours_decode(bins_predictor):
     bins_predictor.distribution(l, 40, 0)
 
 
-def test_one_pixel_s_distribution_needs_only_its_window(bins_predictor):
+def test_one_pixel_s_distribution_needs_only_its_window(bins_predictor, monkeypatch):
   """distribution() runs the local path on the pixel's window (tiling.window): the
-  same probabilities as the whole image's local path, at corners, edges and inside."""
-  l = photo_l('astronaut', 300, 260)
-  padded, valid = buckets.pad(l[..., None])
+  same probabilities as the whole image's local path, at corners, edges and inside,
+  and on a side shorter than a window."""
+  windows = []
+  def window(*args, **kwargs):
+    windows.append(tiling_window(*args, **kwargs)[0].shape[:2])
+    return tiling_window(*args, **kwargs)
+  tiling_window = tiling.window
+  monkeypatch.setattr(tiling, 'window', window)
   predictor = bins_predictor
-  global_input = predictor._rescale(l[..., None], padded)[0]
-  _, fusion = predictor.model.apply(predictor.variables, global_input[None],
-                                    method='global_features')
-  whole = predictor.model.apply(predictor.variables, padded[None], fusion, valid=valid,
-                                method='local_path')[0]
-  for row, col in [(0, 0), (299, 259), (150, 7), (75, 200), (203, 131)]:
-    window, _ = tiling.window(padded, row, col)
-    assert window.shape[:2] == (136, 136)  # not the photo
-    np.testing.assert_allclose(predictor.distribution(l, row, col),
-                               bins.probabilities(whole[row // 2, col // 2]), atol=2e-6)
+  for height, width, points in [(300, 260, [(0, 0), (299, 259), (150, 7), (75, 200),
+                                            (203, 131)]),
+                                (60, 300, [(0, 0), (59, 299), (30, 150), (17, 70)])]:
+    l = photo_l('astronaut', height, width)
+    padded, valid = buckets.pad(l[..., None])
+    global_input = predictor._rescale(l[..., None], padded)[0]
+    _, fusion = predictor.model.apply(predictor.variables, global_input[None],
+                                      method='global_features')
+    whole = predictor.model.apply(predictor.variables, padded[None], fusion, valid=valid,
+                                  method='local_path')[0]
+    for row, col in points:
+      np.testing.assert_allclose(predictor.distribution(l, row, col),
+                                 bins.probabilities(whole[row // 2, col // 2]), atol=2e-6)
+  # Traced once per bucket, each time on a window, not the photo: 136 px, or the
+  # bucket's side where that is shorter (64 for 60 rows).
+  assert windows == [(136, 136), (64, 136)], windows

@@ -42,6 +42,8 @@ def test_patch_columns_and_rows(size, x, expected):
     ('{"version": 1, "hints": [', 'not valid JSON'),
     ('{"version": 1, "hints": [{"x": NaN, "y": 1, "ab": [0, 0]}]}', 'NaN is not a number'),
     ({'version': 2, 'hints': []}, 'unknown version 2'),
+    ({'version': True, 'hints': []}, 'unknown version True'),
+    ({'version': 1.0, 'hints': []}, 'unknown version 1.0'),
     ({'hints': []}, 'unknown version None'),
     ([1, 2], 'not a hint file'),
     ({'version': 1, 'hints': {}}, '"hints" must be a list'),

@@ -505,6 +505,9 @@ def test_the_last_photo_is_decoded_once_for_all_its_hint_changes(monkeypatch):
   np.testing.assert_array_equal(other.l, first.l[::-1])
   again = colorizer.load(upload('a.png', grey), None)[0]
   assert again is not first and np.array_equal(again.l, first.l)  # only the last is kept
+  monkeypatch.setattr(worker, 'LAST_PHOTO_PIXELS', 30 * 40)  # at most: kept
+  kept = upload('c.png', grey)
+  assert colorizer.load(kept, None)[0] is colorizer.load(kept, None)[0]
   monkeypatch.setattr(worker, 'LAST_PHOTO_PIXELS', 30 * 40 - 1)
-  large = upload('c.png', grey)
+  large = upload('d.png', grey)
   assert colorizer.load(large, None)[0] is not colorizer.load(large, None)[0]

@@ -21,6 +21,7 @@ import pytest
 pytest.importorskip('starlette', reason='the web page needs pip install -r requirements-web.txt')
 
 from jaxcolor.apps.web import app
+from jaxcolor.apps.web import model_process
 from jaxcolor.apps.web import worker
 from jaxcolor import color
 from jaxcolor import images
@@ -264,6 +265,26 @@ def test_the_model_process_is_replaced_after_dropping_programs(tiny_checkpoint,
       assert status == 200 and again == answers[name]
     assert info(s)['model_process']['restarts'] == 1
   assert 'Traceback' not in s.stderr.read_text(), s.stderr.read_text()
+
+
+def test_a_request_to_a_process_that_died_unseen_goes_to_a_new_one(tiny_checkpoint,
+                                                                   monkeypatch):
+  """The race CI met: the process is dead, but is_alive() still says otherwise (the kernel
+  has not finished with it). The request finds out when the process never says STARTED,
+  and goes to a new process: the same result, nothing failed."""
+  model = model_process.ModelProcess(tiny_checkpoint)
+  try:
+    l = np.tile(np.linspace(0.1, 0.9, 56, dtype=np.float32), (40, 1))
+    first = model(l).rgb
+    process = model._process
+    os.kill(process.pid, signal.SIGKILL)
+    process.join()  # dead, its end of the pipe closed
+    monkeypatch.setattr(process, 'is_alive', lambda: True)  # as if not yet known
+    again = model(l)
+    assert (model.restarts, model.taken) == (1, 2) and model.pid != process.pid
+    np.testing.assert_array_equal(again.rgb, first)
+  finally:
+    model.close()
 
 
 def test_a_model_process_that_dies_is_replaced(tiny_checkpoint, tmp_path_factory):

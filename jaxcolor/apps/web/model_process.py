@@ -9,8 +9,8 @@ server replaces it once it has dropped `recycle_after` programs for new sizes:
 the new one loads the checkpoint, answers at once and warms up again, from XLA's
 disk cache. A child that dies mid-photo (killed for memory, a crash in native
 code) fails that request with a 500 and is replaced for the next. One that died
-before it took a request (it says STARTED when it has one) costs nothing: the
-request goes to its replacement.
+before it took a request (it says STARTED when it has one) costs that request
+only the wait for a new process (a second or two): it goes to the replacement.
 
 `ModelProcess` answers what the app asks of an `inference.Predictor`. Arrays
 travel between the processes as raw bytes (pickle protocol 5's out-of-band
@@ -115,7 +115,10 @@ def _serve(connection, path, capacity, warm_up, stats):
       return
     if message is None:
       return
-    connection.send_bytes(STARTED)  # from here a death is this request's
+    try:
+      connection.send_bytes(STARTED)  # from here a death is this request's
+    except OSError:  # the server has gone
+      return
     method, args, kwargs = message
     try:
       reply = ('ok', getattr(predictor, method)(*args, **kwargs))
@@ -195,6 +198,7 @@ class ModelProcess:
     self._stats = self._context.RawArray('q', len(STATS))
     self._lock = threading.Lock()  # one request, or one replacement, at a time
     self._process = self._connection = None
+    self._closed = False
     self.programs, self.warming = _Programs(self), _Warming(self)
     description = self._start()
     for name, value in description.items():
@@ -203,7 +207,8 @@ class ModelProcess:
   @property
   def pid(self):
     """The current model process's id (None while there is none)."""
-    return self._process.pid if self._process else None
+    process = self._process  # read once: a request may replace it meanwhile
+    return process.pid if process else None
 
   def stat(self, name):
     return self._stats[STATS.index(name)]
@@ -252,6 +257,8 @@ class ModelProcess:
 
   def _replace(self):
     with self._lock:
+      if self._closed:
+        return
       if self._process is None or self.stat('evictions') >= self.recycle_after:
         log.info('replacing the model process after %d compiles', self.stat('compiles'))
         self._stop()
@@ -268,7 +275,8 @@ class ModelProcess:
           self.restarts += 1
         try:
           send(self._connection, (method, args, kwargs))
-          self._connection.recv_bytes()  # STARTED
+          if self._connection.recv_bytes(len(STARTED)) != STARTED:
+            raise OSError('the model process answered out of turn')
           self.taken += 1
           break
         except (EOFError, OSError):  # it was dying before it saw this request: a new one
@@ -277,14 +285,21 @@ class ModelProcess:
             raise ModelDied(f'the model\'s process ended (exit code {code}) while it read '
                             'this image (out of memory?); the next request starts a new '
                             'one') from None
+        except BaseException:  # half a message may be in the pipe: start afresh next time
+          self._stop()
+          raise
       try:
         kind, *rest = receive(self._connection)
       except (EOFError, OSError):
         code = self._stop()
         raise ModelDied(f'the model\'s process ended (exit code {code}) while it worked on '
                         'this image (out of memory?); the next request starts a new one') from None
+      except BaseException:  # e.g. MemoryError amid a reply: the pipe is out of step
+        self._stop()
+        raise
     if self.stat('evictions') >= self.recycle_after:  # replaced before the next request
-      threading.Thread(target=self._replace, name='jaxcolor-model-replace').start()
+      threading.Thread(target=self._replace, name='jaxcolor-model-replace',
+                       daemon=True).start()
     if kind == 'error':
       exception, text = rest
       raise exception from RemoteTraceback(text)
@@ -297,6 +312,7 @@ class ModelProcess:
     return self._call('distribution', l_HxW, row, col, style_l, hints=hints)
 
   def close(self):
-    """Stops the model's process."""
+    """Stops the model's process (and any replacement yet to start)."""
     with self._lock:
+      self._closed = True
       self._stop()

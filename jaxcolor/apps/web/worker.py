@@ -132,12 +132,13 @@ class Colorizer:
   def load(self, image, style, hint_text=''):
     """(LoadedImage, style's L or None, [hints.Hint] or None) of the uploads."""
     loaded = self._decoded(image)
-    style_l = None if style is None else self._decoded(style).l
+    style_l = (None if style is None else
+               images.load_luminance(style.data, self.max_pixels, style.name).l)
     marks = parse_hints(hint_text, image.name, *loaded.l.shape) if hint_text else None
     return loaded, style_l, marks
 
   def _decoded(self, upload):
-    """images.load_luminance of an upload. The last photo of at most LAST_PHOTO_PIXELS
+    """images.load_luminance of a photo upload. The last photo of at most LAST_PHOTO_PIXELS
     is kept (its bytes' digest and name, then its LoadedImage, which nothing
     changes): the page sends the same photo again with every hint change, and
     decoding a 1024x1024 JPEG takes about 0.1 s of the 1 s such a change may take.
