@@ -271,8 +271,12 @@ def test_a_large_photo_is_shown_as_a_preview_and_hints_stay_in_its_pixels(
         editor, round((x + 0.5) * scale - editor.size['width'] / 2),
         round((y + 0.5) * scale - editor.size['height'] / 2))
 
+  top = editor.rect['y']
   at(3000, 800).click().perform()
   (hint,) = browser.execute_script(HINTS_OF)
+  WebDriverWait(browser, 120, poll_frequency=0.02).until(  # colorizing again moves nothing
+      lambda b: card.get_attribute('data-state') != 'done' or editor.rect['y'] != top)
+  assert editor.rect['y'] == top
   assert abs(hint['x'] - 3000) <= near and abs(hint['y'] - 800) <= near, hint
   square = card.find_element(By.CSS_SELECTOR, '.hint-layer .hint')
   box = square.rect
