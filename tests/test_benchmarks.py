@@ -4,11 +4,16 @@ import pathlib
 
 import jax
 import jax.numpy as jnp
+from PIL import Image
+import pytest
+
+from conftest import photo
 
 from jaxcolor import model as model_lib
 
 from benchmarks import buckets as buckets_benchmark
 from benchmarks import first_result
+from benchmarks import hint_reach
 from benchmarks import layers
 from benchmarks import models
 from benchmarks import soak
@@ -80,3 +85,20 @@ def test_buckets_benchmark_compares_padded_and_own_size_runs(tiny_checkpoint, tm
   rows = json.loads(path.read_text())
   assert [(r['bucket'], r['max_levels'] <= 1) for r in rows] == [('96x64', True), ('64x64', True)]
   assert rows[0]['padded_pixels'] == 96 * 64 / (70 * 50)
+
+
+def test_hint_reach_benchmark_compares_one_hint_with_none(hint_checkpoint, tiny_checkpoint,
+                                                        tmp_path, capsys):
+  folder = tmp_path / 'photos'
+  folder.mkdir()
+  Image.fromarray(photo('astronaut')[:200, :240]).save(folder / 'a.png')  # far pixels
+  Image.fromarray(photo('coffee')[:60, :80]).save(folder / 'b.png')  # none beyond 64 px
+  hint_reach.main(['--checkpoint', str(hint_checkpoint), '--folder', str(folder),
+                   '--out', str(tmp_path / 'out')])
+  out = capsys.readouterr().out
+  assert '2 photos, 1 with pixels beyond' in out and 'far error lower' in out
+  summary = json.loads((tmp_path / 'out' / 'hint_reach.json').read_text())['summary']
+  assert summary['photos_with_far_pixels'] == 1
+  assert summary['near']['0'] != summary['near']['1']  # the hint changed the colours near it
+  with pytest.raises(SystemExit, match='takes no hints'):
+    hint_reach.main(['--checkpoint', str(tiny_checkpoint), '--folder', str(folder)])
