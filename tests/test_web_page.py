@@ -271,12 +271,18 @@ def test_a_large_photo_is_shown_as_a_preview_and_hints_stay_in_its_pixels(
         editor, round((x + 0.5) * scale - editor.size['width'] / 2),
         round((y + 0.5) * scale - editor.size['height'] / 2))
 
-  top = editor.rect['y']
+  def offset():  # the editor's top within its card, whatever the page's scroll
+    return browser.execute_script('return arguments[0].getBoundingClientRect().top'
+                                  ' - arguments[1].getBoundingClientRect().top', editor, card)
+
+  top = offset()
   at(3000, 800).click().perform()
   (hint,) = browser.execute_script(HINTS_OF)
-  WebDriverWait(browser, 120, poll_frequency=0.02).until(  # colorizing again moves nothing
-      lambda b: card.get_attribute('data-state') != 'done' or editor.rect['y'] != top)
-  assert editor.rect['y'] == top
+  WebDriverWait(browser, 120, poll_frequency=0.02).until(
+      lambda b: card.get_attribute('data-state') != 'done')  # colorizing again
+  assert offset() == top  # the progress bar shows without moving the photo and its hints
+  shown_when_settled(browser, card)
+  assert offset() == top
   assert abs(hint['x'] - 3000) <= near and abs(hint['y'] - 800) <= near, hint
   square = card.find_element(By.CSS_SELECTOR, '.hint-layer .hint')
   box = square.rect
