@@ -55,7 +55,7 @@ from jaxcolor import hints as hints_lib
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PHOTO = ROOT / 'examples' / 'AnselAdamsYosemite.jpg'
 COLOURS = ('#d04a30', '#2f78d0', '#3a9a44', '#e0b020', '#8a44c0', '#20a8a0')
-# Drops a file on the page as a user's drag and drop does (tests/test_web_page.py's DROP).
+# Drops a file on the page as a user's drag and drop does (tests/test_web_page.py uses it too).
 DROP = """
 const [content, name, selector] = arguments;
 const bytes = Uint8Array.from(atob(content), c => c.charCodeAt(0));

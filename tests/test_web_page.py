@@ -38,19 +38,10 @@ from jaxcolor import color  # noqa: E402
 from jaxcolor import images  # noqa: E402
 from test_images import png_header_claiming  # noqa: E402
 import web_server  # noqa: E402
+from benchmarks.hints_redraw import DROP  # noqa: E402  (drops a file as a user does)
 
 EXAMPLES = web_server.ROOT / 'examples'
 CLASSES = ['beach', 'forest', 'street', 'room']  # the tiny checkpoint's scenes
-DROP = """
-const [content, name, selector] = arguments;
-const bytes = Uint8Array.from(atob(content), c => c.charCodeAt(0));
-const transfer = new DataTransfer();
-transfer.items.add(new File([bytes], name));
-for (const type of ['dragover', 'drop']) {
-  document.querySelector(selector).dispatchEvent(
-      new DragEvent(type, {dataTransfer: transfer, bubbles: true, cancelable: true}));
-}
-"""
 PIXELS = """
 const canvas = arguments[0];
 return Array.from(canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data);
