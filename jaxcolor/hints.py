@@ -167,6 +167,18 @@ def rasterize(hints, height, width):
   return planes
 
 
+def keep_colours(ab01_HxWx2, x_HxWxC):
+  """The network's a*b* (scaled to [0, 1], H x W x 2) with every hinted pixel
+  given its hint's colour exactly, as people steering a colorizer ask; `x` is
+  the network's input (L, then for a model with hints the planes). Traceable; a
+  model without hints, or no hint, leaves the a*b* as they are."""
+  if x_HxWxC.shape[-1] == 1:
+    return ab01_HxWx2
+  planes = x_HxWxC[..., 1:1 + NUM_PLANES]
+  hinted = color.normalize_ab(planes[..., :2] * AB_SCALE)
+  return jnp.where(planes[..., 2:] > 0.5, hinted, ab01_HxWx2)
+
+
 def simulate(ab_HxWx2, rng, count=None, size=None, p=1 / 8, max_side=9):
   """Hints as a person might give them, from a photo's true a*b* (H x W x 2).
 

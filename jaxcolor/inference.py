@@ -92,8 +92,10 @@ def full_chrominance(ab_half, height, width):
 
 def colorize_l(model, variables, l_HxWx1, l_global_GxGx1=None, tile=None,
                temperature=bins.TEMPERATURE):
-  """L in [0, 1] at any H x W -> (sRGB H x W x 3 in [0, 1], logits); see chrominance_l."""
+  """L in [0, 1] at any H x W -> (sRGB H x W x 3 in [0, 1], logits); see chrominance_l.
+  Hinted pixels keep their hints' colours exactly (hints.keep_colours)."""
   ab01, logits = chrominance_l(model, variables, l_HxWx1, l_global_GxGx1, tile, temperature)
+  ab01 = hints_lib.keep_colours(ab01, l_HxWx1)
   return color.network_to_rgb(l_HxWx1[..., :1], ab01), logits
 
 
@@ -234,6 +236,7 @@ class Predictor:
     self.trace_count += 1
     ab01, logits = chrominance_padded(self.model, variables, x_HbxWbxC, l_global_GxGxC, valid,
                                       self.tile, temperature)
+    ab01 = hints_lib.keep_colours(ab01, x_HbxWbxC)
     return (color.network_to_rgb(x_HbxWbxC[..., :1], ab01), color.denormalize_ab(ab01),
             jax.nn.softmax(logits))
 

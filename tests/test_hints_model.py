@@ -56,6 +56,23 @@ def test_a_hint_recolours_beyond_the_local_path_s_reach(hint_predictor):
   assert far.max() > 0.05  # a*b* units, well above float32 rounding (~1e-5)
 
 
+def test_hinted_pixels_keep_their_hint_s_colour_exactly(hint_predictor):
+  l = photo_l('coffee', 60, 80)
+  marks = [hints.Hint(10, 12, 4, BLUE), hints.Hint(70, 50, 1, (50.0, 20.0)),
+           hints.Hint(12, 13, 3, (-30.0, 40.0))]  # overlaps the first: the later one counts
+  result, plain = hint_predictor(l, hints=marks), hint_predictor(l)
+  planes = hints.rasterize(marks, 60, 80)
+  hinted = planes[..., 2] > 0
+  np.testing.assert_allclose(result.ab[hinted], planes[hinted][:, :2] * hints.AB_SCALE,
+                             atol=1e-4)
+  assert np.abs(result.ab[12:15, 11:14] - (-30.0, 40.0)).max() < 1e-4
+  assert hinted.sum() == 4 * 4 + 1 + 3 * 3 - 2 * 3  # patches as the hint file defines them
+  assert np.abs(plain.ab[hinted] - result.ab[hinted]).max() > 1.0  # the model's own differ
+  # the exact colours are drawn into the result; around them it is the network's
+  np.testing.assert_allclose(result.rgb[hinted], color.lab_to_rgb(np.concatenate(
+      [l[hinted][:, None] * 100, result.ab[hinted]], axis=-1)).clip(0, 1), atol=1e-5)
+
+
 def test_any_number_of_hints_runs_one_compiled_program(tiny_config, hint_variables):
   predictor = inference.Predictor(hint_variables, hints_config(tiny_config))
   l = photo_l('chelsea', 48, 64)

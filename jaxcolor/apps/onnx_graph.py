@@ -17,6 +17,7 @@ import numpy as np
 from jaxcolor.apps import folding
 from jaxcolor.apps import onnx_encoder
 from jaxcolor import color
+from jaxcolor import hints as hints_lib
 from jaxcolor import model as model_lib
 
 OPSET = 18  # Resize's antialias attribute first appears in opset 18
@@ -166,6 +167,13 @@ def build(folded, global_size, num_classes, metadata, label_size=None):
   ab = g.op('Resize', g.op('Squeeze', ab_half, g.const([0], _INT)), '',
             g.const([1, 2, 2]), mode='linear', coordinate_transformation_mode='half_pixel')
   ab = g.op('Slice', ab, g.const([0, 0], _INT), size_HW, g.const([1, 2], _INT))
+  if folding.has_hints(folded):  # hinted pixels keep their hints' colours (hints.keep_colours)
+    planes = g.op('Transpose', 'hints', perm=[2, 0, 1])
+    hint_ab = g.op('Slice', planes, g.const([0], _INT), g.const([2], _INT), g.const([0], _INT))
+    mask = g.op('Slice', planes, g.const([2], _INT), g.const([3], _INT), g.const([0], _INT))
+    ab = g.op('Where', g.op('Greater', mask, g.const(0.5)),
+              g.op('Add', g.op('Mul', hint_ab, g.const(hints_lib.AB_SCALE / (2 * color.AB_MAX))),
+                   g.const(0.5)), ab)
   rgb_3xN = _lab_to_rgb(g, g.op('Unsqueeze', 'l', g.const([0], _INT)), ab)
   g.op('Reshape', g.op('Transpose', rgb_3xN, perm=[1, 0]),
        g.op('Concat', size_HW, g.const([3], _INT), axis=0), output='rgb')
