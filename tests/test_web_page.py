@@ -1,7 +1,8 @@
 """The web page in a real headless Chromium (Debian's chromium and chromium-driver),
 driven by Selenium, against real serve.py processes.
 
-JAXCOLOR_WEB_SCREENSHOT=docs/web_page.png also writes the README's screenshot.
+JAXCOLOR_WEB_SCREENSHOT=docs/web_page.png also writes the README's screenshot, and
+JAXCOLOR_HINTS_SCREENSHOT=docs/hints.png its picture of a photo before and after hints.
 """
 import base64
 import io
@@ -347,6 +348,18 @@ def test_first_result_of_a_1024_photo_with_the_bundled_model(browser, tmp_path,
       assert 0 < shown <= seen
     if os.environ.get('JAXCOLOR_WEB_SCREENSHOT'):
       screenshot(browser, server, pathlib.Path(os.environ['JAXCOLOR_WEB_SCREENSHOT']))
+    if os.environ.get('JAXCOLOR_HINTS_SCREENSHOT'):
+      hints_screenshot(browser, server, pathlib.Path(os.environ['JAXCOLOR_HINTS_SCREENSHOT']),
+                       tmp_path)
+
+
+# Sky, hills, trees, sea and a surfboard: the README's hints on 1890Surfer.jpg (618 x 409).
+SURFER_HINTS = [{'x': 120, 'y': 30, 'size': 10, 'color': '#6fa6dc'},
+                {'x': 480, 'y': 40, 'size': 10, 'color': '#6fa6dc'},
+                {'x': 160, 'y': 110, 'size': 10, 'color': '#5f7f3f'},
+                {'x': 90, 'y': 340, 'size': 10, 'color': '#2f8fa0'},
+                {'x': 520, 'y': 330, 'size': 10, 'color': '#2f8fa0'},
+                {'x': 250, 'y': 262, 'size': 8, 'color': '#a0522d'}]
 
 
 def screenshot(browser, server, path):
@@ -359,3 +372,26 @@ def screenshot(browser, server, path):
   shot = Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert('RGB')
   assert shot.width == 1280
   shot.quantize(256, Image.Quantize.MEDIANCUT).save(path, optimize=True)  # half the bytes
+
+
+def hints_screenshot(browser, server, path, tmp_path):
+  """The card of 1890Surfer.jpg before and after loading SURFER_HINTS, side by side, with
+  its divider moved so that the whole result shows (docs/hints.png), saved to `path`."""
+  open_page(browser, server)
+  browser.find_element(By.ID, 'photos').send_keys(str(EXAMPLES / '1890Surfer.jpg'))
+  (card,) = cards_when_done(browser, 1)
+  browser.execute_script("arguments[0].value = 0; arguments[0].dispatchEvent(new Event('input'))",
+                         card.find_element(By.CSS_SELECTOR, '.divider'))
+  before = Image.open(io.BytesIO(card.screenshot_as_png)).convert('RGB')
+  hint_file = tmp_path / '1890Surfer.jpg.json'
+  hint_file.write_text(json.dumps({'version': 1, 'hints': SURFER_HINTS}))
+  card.find_element(By.CSS_SELECTOR, '.load-hints').send_keys(str(hint_file))
+  WebDriverWait(browser, 10).until(
+      lambda b: card.get_attribute('data-hints') == str(len(SURFER_HINTS)))
+  shown_when_settled(browser, card)
+  after = Image.open(io.BytesIO(card.screenshot_as_png)).convert('RGB')
+  both = Image.new('RGB', (before.width + after.width + 16, max(before.height, after.height)),
+                   'white')
+  both.paste(before, (0, 0))
+  both.paste(after, (before.width + 16, 0))
+  both.quantize(256, Image.Quantize.MEDIANCUT).save(path, optimize=True)
