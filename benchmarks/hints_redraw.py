@@ -1,7 +1,7 @@
 """A hint change on the web page to its recoloured result, as a user waits for it:
 a table and DIR/hints_redraw.json.
 
-  python -m benchmarks.hints_redraw                         # the bundled model, given hint inputs
+  python -m benchmarks.hints_redraw                         # the bundled model (it takes hints)
   python -m benchmarks.hints_redraw --checkpoint runs/hints/checkpoints --changes 20
   python -m benchmarks.hints_redraw --server-arg=--warm-up=0   # no warm-up to wait for
 

@@ -377,6 +377,8 @@ def screenshot(browser, server, path):
 def hints_screenshot(browser, server, path, tmp_path):
   """The card of 1890Surfer.jpg before and after loading SURFER_HINTS, side by side, with
   its divider moved so that the whole result shows (docs/hints.png), saved to `path`."""
+  size = browser.get_window_size()
+  browser.set_window_size(size['width'], 2000)  # the whole card, its hint editor too
   open_page(browser, server)
   browser.find_element(By.ID, 'photos').send_keys(str(EXAMPLES / '1890Surfer.jpg'))
   (card,) = cards_when_done(browser, 1)
@@ -385,13 +387,15 @@ def hints_screenshot(browser, server, path, tmp_path):
   before = Image.open(io.BytesIO(card.screenshot_as_png)).convert('RGB')
   hint_file = tmp_path / '1890Surfer.jpg.json'
   hint_file.write_text(json.dumps({'version': 1, 'hints': SURFER_HINTS}))
+  requested = card.get_attribute('data-requested')
   card.find_element(By.CSS_SELECTOR, '.load-hints').send_keys(str(hint_file))
-  WebDriverWait(browser, 10).until(
-      lambda b: card.get_attribute('data-hints') == str(len(SURFER_HINTS)))
+  WebDriverWait(browser, 10).until(  # the request with the hints, after the page's pause
+      lambda b: card.get_attribute('data-requested') != requested)
   shown_when_settled(browser, card)
   after = Image.open(io.BytesIO(card.screenshot_as_png)).convert('RGB')
+  browser.set_window_size(size['width'], size['height'])
   both = Image.new('RGB', (before.width + after.width + 16, max(before.height, after.height)),
                    'white')
   both.paste(before, (0, 0))
   both.paste(after, (before.width + 16, 0))
-  both.quantize(256, Image.Quantize.MEDIANCUT).save(path, optimize=True)
+  both.save(path, optimize=True)  # full colour: a 256-colour palette turned small hints brown

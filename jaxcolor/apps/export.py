@@ -17,7 +17,8 @@ order (the StableHLO function's arguments; ONNX names them):
   hints        only for a model with hints (model.hints): float32
                [height, width, 3], the planes hints.rasterize makes (a*/128,
                b*/128, mask 0 or 1); all zeros: no hints. The global path
-               sees them resized to G x G beside l_global's
+               sees them resized to G x G beside l_global's; under a hint
+               (mask 1) rgb has the hint's own a*b*
   temperature  only for a model with the bins head (model.head='bins'):
                float32 scalar, the annealed mean's temperature (bins.decode;
                jaxcolor's default 0.38, at most 1: lower is more vivid)
@@ -112,7 +113,8 @@ def describe(model_config, class_names, file_format, num_classes=None):
         f'a*/{hints_lib.AB_SCALE:g}, b*/{hints_lib.AB_SCALE:g} and a mask (1 where a hint is, '
         '0 elsewhere; a*, b* 0 there). All zeros: no hints. Zero-padded with l; the global '
         f'path sees them resized to {size}x{size} as l_global is (hints are meant for l '
-        'itself as l_global: jaxcolor refuses hints with another photo\'s scene).')
+        'itself as l_global: jaxcolor refuses hints with another photo\'s scene). Where the '
+        'mask is 1, rgb takes the hint\'s own a*, b* exactly.')
   if 'temperature' in inputs:
     contract['temperature'] = (
         'input, float32 scalar: the annealed mean\'s temperature T (the colour of a pixel is '
